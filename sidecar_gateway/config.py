@@ -1,0 +1,118 @@
+"""The gateway's YAML config, as typed models. Loaded with gatewatch.configfile.load_config."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+from gatewatch.configfile import HostPort
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Strict):
+    """One upstream server of a route."""
+
+    address: HostPort  # host:port, plain HTTP/1.1
+    weight: int = Field(1, ge=1, le=1000)
+
+
+class Timeouts(_Strict):
+    connect: float = Field(2.0, gt=0, le=300, description="seconds to open an upstream connection")
+    response: float = Field(30.0, gt=0, le=3600, description="seconds until upstream response headers")
+    idle: float = Field(60.0, gt=0, le=3600, description="seconds between body chunks before giving up")
+
+
+class HealthCheck(_Strict):
+    """Active health check: GET ``path`` on each target every ``interval`` seconds."""
+
+    path: str = Field("/healthz", pattern=r"^/")
+    interval: float = Field(5.0, gt=0, le=3600)
+    timeout: float = Field(1.0, gt=0, le=60)
+    healthy_threshold: int = Field(1, ge=1, le=100)
+    unhealthy_threshold: int = Field(2, ge=1, le=100)
+
+
+class CircuitBreaker(_Strict):
+    """Consecutive-failure breaker per target (Envoy's consecutive_5xx outlier detection)."""
+
+    failure_threshold: int = Field(5, ge=1, le=10000)
+    open_seconds: float = Field(30.0, gt=0, le=3600)
+    half_open_max_requests: int = Field(1, ge=1, le=1000)
+
+
+class Route(_Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
+    path_prefix: str = Field(pattern=r"^/")
+    upstreams: list[Target] = Field(min_length=1)
+    timeouts: Timeouts = Timeouts()
+    strip_prefix: bool = False
+    health_check: HealthCheck | None = None
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v == "unmatched":
+            raise ValueError("'unmatched' is reserved for requests that match no route")
+        return v
+
+
+class CollectorSink(_Strict):
+    """Where and how access events are shipped."""
+
+    url: HttpUrl  # e.g. http://127.0.0.1:9300/v1/events
+    batch_size: int = Field(500, ge=1, le=100_000)
+    flush_interval: float = Field(0.5, gt=0, le=60, description="seconds between flushes")
+    queue_size: int = Field(50_000, ge=1, le=10_000_000, description="bounded queue; full -> drop")
+    gzip: bool = True
+    spool_dir: Path | None = None  # where unshipped batches wait while the collector is down
+    spool_max_bytes: int = Field(256 * 1024 * 1024, ge=0)
+
+
+class AccessLog(_Strict):
+    """ECS JSON access log: one line per request. ``path: "-"`` writes to stdout."""
+
+    enabled: bool = True
+    path: str = "-"
+
+
+class Telemetry(_Strict):
+    access_log: AccessLog = AccessLog()
+    collector: CollectorSink | None = None
+    memory_limit_bytes: int | None = Field(None, ge=1)
+
+
+class GatewayConfig(_Strict):
+    listen: HostPort = "127.0.0.1:8080"
+    admin_listen: HostPort = "127.0.0.1:9901"
+    instance: str | None = None  # defaults to the listen address
+    # X-Forwarded-For is believed only from these peers (rightmost untrusted address wins).
+    trusted_proxies: list[str] = ["127.0.0.0/8", "::1/128"]
+    routes: list[Route] = Field(min_length=1)
+    telemetry: Telemetry = Telemetry()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for item in v:
+            ipaddress.ip_network(item, strict=False)  # raises ValueError with a clear message
+        return v
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> GatewayConfig:
+        seen: set[str] = set()
+        for r in self.routes:
+            if r.name in seen:
+                raise ValueError(f"route name {r.name!r} is used twice")
+            seen.add(r.name)
+        return self
+
+    @property
+    def instance_name(self) -> str:
+        return self.instance or self.listen
