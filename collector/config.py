@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from gatewatch.configfile import HostPort
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
 
 
 class _Strict(BaseModel):

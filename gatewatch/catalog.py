@@ -13,16 +13,16 @@ status code. ``instance`` and ``job`` are added by Prometheus at scrape time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class MetricType(str, Enum):
+class MetricType(StrEnum):
     COUNTER = "counter"
     GAUGE = "gauge"
     HISTOGRAM = "histogram"
 
 
-class Emitter(str, Enum):
+class Emitter(StrEnum):
     GATEWAY = "gateway"  # the sidecar's admin /metrics
     COLLECTOR = "collector"  # the collector's /metrics
     PROCESS = "process"  # prometheus_client's process collector (both processes)

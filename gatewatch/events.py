@@ -108,6 +108,4 @@ class AccessEvent(BaseModel):
 
 
 # Wire name of every field, for code that reads stored events by column (e.g. the store).
-WIRE_NAMES: dict[str, str] = {
-    name: (info.alias or name) for name, info in AccessEvent.model_fields.items()
-}
+WIRE_NAMES: dict[str, str] = {name: (info.alias or name) for name, info in AccessEvent.model_fields.items()}

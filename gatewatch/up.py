@@ -1,0 +1,484 @@
+"""``gatewatch up``: the whole stack on one machine, with traffic, and a summary at the end.
+
+It starts two demo upstreams, the collector and the sidecar gateway as child processes (each from
+its own YAML file, written into the work directory so a person can read and reuse them), writes
+the generated dashboards and alert rules, drives traffic through the gateway (a replayed access
+log or the built-in synthetic mix), waits until the collector has every event, and prints the
+per-route table. Child processes are always stopped, gateway first so its queue flushes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+# Routes for a replayed website log: the top-level folders that carry most of the traffic of a
+# typical site, plus a catch-all so every logged request reaches an upstream and keeps its status.
+REPLAY_ROUTES: tuple[tuple[str, str], ...] = (
+    ("presentations", "/presentations/"),
+    ("blog", "/blog/"),
+    ("images", "/images/"),
+    ("projects", "/projects/"),
+    ("files", "/files/"),
+    ("articles", "/articles/"),
+    ("site", "/"),
+)
+# Routes the synthetic mix exercises (traffic.synthetic uses the same prefixes).
+SYNTHETIC_ROUTES: tuple[tuple[str, str], ...] = (
+    ("users", "/api/users"),
+    ("orders", "/api/orders"),
+    ("auth", "/auth/"),
+    ("static", "/static/"),
+    ("site", "/"),
+)
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    replay: Path | None
+    speed: float | None  # None: as fast as possible
+    concurrency: int
+    duration: float  # seconds of synthetic traffic
+    rps: float  # synthetic target rate
+    exit_when_done: bool
+    summary_json: Path | None
+    workdir: Path
+    host: str
+    gateway_port: int
+    admin_port: int
+    collector_port: int
+    upstream_ports: tuple[int, int]
+
+    @staticmethod
+    def from_args(args: argparse.Namespace) -> UpOptions:
+        return UpOptions(
+            replay=Path(args.replay) if args.replay else None,
+            speed=None if args.speed in (None, 0) else float(args.speed),
+            concurrency=args.concurrency,
+            duration=args.duration,
+            rps=args.rps,
+            exit_when_done=args.exit_when_done,
+            summary_json=Path(args.summary_json) if args.summary_json else None,
+            workdir=Path(args.workdir),
+            host="127.0.0.1",
+            gateway_port=args.gateway_port,
+            admin_port=args.admin_port,
+            collector_port=args.collector_port,
+            upstream_ports=(args.upstream_port, args.upstream_port + 1),
+        )
+
+
+def add_up_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--replay", metavar="FILE", help="Apache/nginx combined-format access log to replay")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="time compression for --replay: 60 plays a minute of log per second (default: flat out)",
+    )
+    p.add_argument("--concurrency", type=int, default=32, help="requests in flight at once (default 32)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of synthetic traffic (default 30)")
+    p.add_argument("--rps", type=float, default=200.0, help="synthetic traffic rate (default 200/s)")
+    p.add_argument("--exit-when-done", action="store_true", help="stop once the traffic has been sent")
+    p.add_argument("--summary-json", metavar="PATH", help="write the per-route summary as JSON")
+    p.add_argument("--workdir", default="var/up", help="configs, logs, event store and generated files")
+    p.add_argument("--gateway-port", type=int, default=8080)
+    p.add_argument("--admin-port", type=int, default=9901)
+    p.add_argument("--collector-port", type=int, default=9300)
+    p.add_argument("--upstream-port", type=int, default=8081, help="first of two demo upstream ports")
+
+
+# ---- summary ------------------------------------------------------------------------------------
+
+
+class RouteSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class Summary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    requests: int
+    unparsed_lines: int
+    routes: dict[str, RouteSummary]
+
+
+def summary_from_stats(stats: dict[str, Any], requests: int, unparsed: int) -> Summary:
+    """Per-route summary from the collector's ``/api/v1/stats?window=total`` answer."""
+    routes = {
+        name: RouteSummary(
+            requests=r["requests"],
+            errors=r["errors"],
+            p50_ms=r.get("p50_ms"),
+            p95_ms=r.get("p95_ms"),
+            p99_ms=r.get("p99_ms"),
+        )
+        for name, r in sorted(stats.get("routes", {}).items())
+    }
+    return Summary(requests=requests, unparsed_lines=unparsed, routes=routes)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def render_table(summary: Summary) -> str:
+    header = f"{'route':<16} {'requests':>9} {'errors':>7} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}"
+    lines = [header, "-" * len(header)]
+    for name, r in summary.routes.items():
+        latencies = f"{_ms(r.p50_ms):>9} {_ms(r.p95_ms):>9} {_ms(r.p99_ms):>9}"
+        lines.append(f"{name:<16} {r.requests:>9} {r.errors:>7} {latencies}")
+    total = sum(r.requests for r in summary.routes.values())
+    errors = sum(r.errors for r in summary.routes.values())
+    lines.append("-" * len(header))
+    lines.append(f"{'all routes':<16} {total:>9} {errors:>7}")
+    lines.append(f"replayed requests: {summary.requests}, unparsed log lines: {summary.unparsed_lines}")
+    return "\n".join(lines)
+
+
+# ---- configs ------------------------------------------------------------------------------------
+
+
+def gateway_config(opts: UpOptions, routes: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    a, b = (f"{opts.host}:{p}" for p in opts.upstream_ports)
+    logs = opts.workdir / "logs"
+    return {
+        "listen": f"{opts.host}:{opts.gateway_port}",
+        "admin_listen": f"{opts.host}:{opts.admin_port}",
+        "instance": "gateway-1",
+        "trusted_proxies": ["127.0.0.0/8", "::1/128"],
+        "routes": [
+            {
+                "name": name,
+                "path_prefix": prefix,
+                "upstreams": [{"address": a, "weight": 2}, {"address": b, "weight": 1}],
+                "timeouts": {"connect": 2.0, "response": 30.0},
+                "health_check": {"path": "/healthz", "interval": 2.0},
+            }
+            for name, prefix in routes
+        ],
+        "telemetry": {
+            "access_log": {"enabled": True, "path": str(logs / "access.ndjson")},
+            "collector": {
+                "url": f"http://{opts.host}:{opts.collector_port}/v1/events",
+                "batch_size": 1000,
+                "flush_interval": 0.25,
+                "spool_dir": str(opts.workdir / "spool"),
+            },
+        },
+    }
+
+
+def collector_config(opts: UpOptions) -> dict[str, Any]:
+    return {
+        "listen": f"{opts.host}:{opts.collector_port}",
+        "store": {"path": str(opts.workdir / "collector" / "events.sqlite3")},
+    }
+
+
+# ---- processes ----------------------------------------------------------------------------------
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def resolve_ports(opts: UpOptions) -> UpOptions:
+    """Keep the requested ports where free; pick free ones (and say so) where taken or 0."""
+    chosen: set[int] = set()
+
+    def pick(port: int, what: str) -> int:
+        if port and port not in chosen and _port_free(opts.host, port):
+            chosen.add(port)
+            return port
+        new = _free_port(opts.host)
+        while new in chosen:
+            new = _free_port(opts.host)
+        if port:
+            print(f"port {port} for the {what} is taken; using {new}", file=sys.stderr)
+        chosen.add(new)
+        return new
+
+    gw = pick(opts.gateway_port, "gateway")
+    admin = pick(opts.admin_port, "gateway admin")
+    coll = pick(opts.collector_port, "collector")
+    ua = pick(opts.upstream_ports[0], "demo upstream a")
+    ub = pick(opts.upstream_ports[1], "demo upstream b")
+    return UpOptions(
+        **{
+            **opts.__dict__,
+            "gateway_port": gw,
+            "admin_port": admin,
+            "collector_port": coll,
+            "upstream_ports": (ua, ub),
+        }
+    )
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class Stack:
+    children: list[Child] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str], log: Path, ready_url: str, timeout: float = 30.0) -> Child:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(log, "wb")  # noqa: SIM115 - the child writes it until it stops
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gatewatch.cli", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches us, and we stop children in order
+        )
+        out.close()
+        child = Child(name, proc, log)
+        self.children.append(child)
+        _wait_ready(child, ready_url, timeout)
+        return child
+
+    def stop(self) -> None:
+        # Started as upstreams, collector, gateway: stop in reverse so the gateway ships its last
+        # events to a collector that is still up, and the collector stores them before it goes.
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+                try:
+                    child.proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait()
+        self.children.clear()
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def _wait_ready(child: Child, url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise StartError(f"{child.name} exited with code {child.proc.returncode}:\n{_tail(child.log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise StartError(f"{child.name} did not answer {url} within {timeout:.0f}s:\n{_tail(child.log)}")
+
+
+class StartError(RuntimeError):
+    pass
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def wait_for_collector(stats_url: str, expected: int, timeout: float) -> dict[str, Any]:
+    """Poll the collector until it has ``expected`` requests in total (or the count stops moving)."""
+    deadline = time.monotonic() + timeout
+    stats: dict[str, Any] = {}
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        stats = get_json(stats_url)
+        seen = sum(r["requests"] for r in stats.get("routes", {}).values())
+        if seen >= expected:
+            return stats
+        if seen != last:
+            last, last_change = seen, time.monotonic()
+        elif time.monotonic() - last_change > 10.0:
+            break  # nothing new for 10 s: report what arrived rather than hang
+        time.sleep(0.2)
+    return stats
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C so children are stopped in order either way."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ---- the main job -------------------------------------------------------------------------------
+
+
+def run_up(opts: UpOptions) -> int:
+    from alerts.generate import write_all as write_alerts
+    from dashboards.generate import write_all as write_dashboards
+    from traffic.replay import TrafficResult, replay_file, run_synthetic
+
+    from collector.config import CollectorConfig
+    from sidecar_gateway.config import GatewayConfig
+
+    if opts.replay is not None and not opts.replay.is_file():
+        print(f"gatewatch up: --replay {opts.replay}: no such file", file=sys.stderr)
+        return 2
+    opts = resolve_ports(opts)
+    work = opts.workdir
+    for sub in ("logs", "collector", "spool", "config"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+
+    routes = REPLAY_ROUTES if opts.replay is not None else SYNTHETIC_ROUTES
+    gw_cfg = gateway_config(opts, routes)
+    GatewayConfig.model_validate(gw_cfg)  # the same models the services load: fail here, not there
+    col_cfg = collector_config(opts)
+    CollectorConfig.model_validate(col_cfg)
+    gw_path, col_path = work / "config" / "gateway.yaml", work / "config" / "collector.yaml"
+    gw_path.write_text(yaml.safe_dump(gw_cfg, sort_keys=False))
+    col_path.write_text(yaml.safe_dump(col_cfg, sort_keys=False))
+    # A fresh event store per run so the summary is this run's traffic.
+    for stale in (work / "collector").glob("events.sqlite3*"):
+        stale.unlink()
+
+    generated = [*write_dashboards(work / "dashboards"), *write_alerts(work / "alerts")]
+
+    h = opts.host
+    gateway_url = f"http://{h}:{opts.gateway_port}"
+    admin_url = f"http://{h}:{opts.admin_port}"
+    collector_url = f"http://{h}:{opts.collector_port}"
+    stack = Stack()
+    result: TrafficResult | None = None
+    code = 0
+    with ExitStack() as cleanup, _sigterm_as_interrupt():
+        cleanup.callback(stack.stop)
+        try:
+            for i, port in enumerate(opts.upstream_ports):
+                stack.start(
+                    f"demo upstream {'ab'[i]}",
+                    ["demo-upstream", "--listen", f"{h}:{port}"],
+                    work / "logs" / f"upstream-{'ab'[i]}.log",
+                    f"http://{h}:{port}/healthz",
+                )
+            stack.start(
+                "collector",
+                ["collector", "--config", str(col_path)],
+                work / "logs" / "collector.log",
+                f"{collector_url}/healthz",
+            )
+            stack.start(
+                "gateway",
+                ["gateway", "--config", str(gw_path)],
+                work / "logs" / "gateway.log",
+                f"{admin_url}/healthz",
+            )
+        except StartError as exc:
+            print(f"gatewatch up: {exc}", file=sys.stderr)
+            return 1
+
+        print(
+            f"gateway     {gateway_url}\n"
+            f"  metrics   {admin_url}/metrics\n"
+            f"collector   {collector_url}/api/v1/stats?window=total\n"
+            f"  metrics   {collector_url}/metrics\n"
+            f"configs     {gw_path}  {col_path}\n"
+            f"logs        {work / 'logs'}  (ECS access log: {work / 'logs' / 'access.ndjson'})",
+            file=sys.stderr,
+        )
+        try:
+            if opts.replay is not None:
+                result = asyncio.run(
+                    replay_file(
+                        opts.replay,
+                        gateway_url,
+                        speed=opts.speed,
+                        concurrency=opts.concurrency,
+                        progress=True,
+                    )
+                )
+            else:
+                result = asyncio.run(
+                    run_synthetic(
+                        gateway_url,
+                        duration=opts.duration,
+                        rps=opts.rps,
+                        concurrency=opts.concurrency,
+                        progress=True,
+                    )
+                )
+            if not opts.exit_when_done:
+                print("traffic done; the stack keeps running — Ctrl-C to stop", file=sys.stderr)
+                while all(c.proc.poll() is None for c in stack.children):
+                    time.sleep(0.5)
+                code = 1
+                print("a child process exited; stopping", file=sys.stderr)
+        except KeyboardInterrupt:
+            print("\ninterrupted; stopping", file=sys.stderr)
+            code = 130
+
+        sent = result.requests if result is not None else 0
+        unparsed = result.unparsed_lines if result is not None else 0
+        stats = wait_for_collector(f"{collector_url}/api/v1/stats?window=total", sent, timeout=60.0)
+        summary = summary_from_stats(stats, sent, unparsed)
+
+    # Children are stopped (gateway first, its queue flushed) before the summary is printed.
+    print()
+    print(render_table(summary))
+    if result is not None and result.transport_errors:
+        print(f"transport errors: {result.transport_errors}")
+    if opts.summary_json is not None:
+        opts.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        opts.summary_json.write_text(json.dumps(summary.model_dump(), indent=2) + "\n")
+        print(f"summary     {opts.summary_json}")
+    print("dashboards and rules written:")
+    for path in generated:
+        print(f"  {path}")
+    seen = sum(r.requests for r in summary.routes.values())
+    if seen != sent and code == 0:
+        print(f"gatewatch up: the collector saw {seen} of {sent} requests", file=sys.stderr)
+        return 1
+    return code
