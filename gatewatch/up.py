@@ -115,6 +115,7 @@ class RouteSummary(BaseModel):
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    status_codes: dict[str, int]
 
 
 class Summary(BaseModel):
@@ -134,6 +135,7 @@ def summary_from_stats(stats: dict[str, Any], requests: int, unparsed: int) -> S
             p50_ms=r.get("p50_ms"),
             p95_ms=r.get("p95_ms"),
             p99_ms=r.get("p99_ms"),
+            status_codes=r.get("status_codes", {}),
         )
         for name, r in sorted(stats.get("routes", {}).items())
     }
