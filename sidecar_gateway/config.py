@@ -18,31 +18,35 @@ class Target(_Strict):
     """One upstream server of a route."""
 
     address: HostPort  # host:port, plain HTTP/1.1
-    weight: int = Field(1, ge=1, le=1000)
+    weight: int = Field(default=1, ge=1, le=1000)
 
 
 class Timeouts(_Strict):
-    connect: float = Field(2.0, gt=0, le=300, description="seconds to open an upstream connection")
-    response: float = Field(30.0, gt=0, le=3600, description="seconds until upstream response headers")
-    idle: float = Field(60.0, gt=0, le=3600, description="seconds between body chunks before giving up")
+    connect: float = Field(default=2.0, gt=0, le=300, description="seconds to open an upstream connection")
+    response: float = Field(
+        default=30.0, gt=0, le=3600, description="seconds until upstream response headers"
+    )
+    idle: float = Field(
+        default=60.0, gt=0, le=3600, description="seconds between body chunks before giving up"
+    )
 
 
 class HealthCheck(_Strict):
     """Active health check: GET ``path`` on each target every ``interval`` seconds."""
 
-    path: str = Field("/healthz", pattern=r"^/")
-    interval: float = Field(5.0, gt=0, le=3600)
-    timeout: float = Field(1.0, gt=0, le=60)
-    healthy_threshold: int = Field(1, ge=1, le=100)
-    unhealthy_threshold: int = Field(2, ge=1, le=100)
+    path: str = Field(default="/healthz", pattern=r"^/")
+    interval: float = Field(default=5.0, gt=0, le=3600)
+    timeout: float = Field(default=1.0, gt=0, le=60)
+    healthy_threshold: int = Field(default=1, ge=1, le=100)
+    unhealthy_threshold: int = Field(default=2, ge=1, le=100)
 
 
 class CircuitBreaker(_Strict):
     """Consecutive-failure breaker per target (Envoy's consecutive_5xx outlier detection)."""
 
-    failure_threshold: int = Field(5, ge=1, le=10000)
-    open_seconds: float = Field(30.0, gt=0, le=3600)
-    half_open_max_requests: int = Field(1, ge=1, le=1000)
+    failure_threshold: int = Field(default=5, ge=1, le=10000)
+    open_seconds: float = Field(default=30.0, gt=0, le=3600)
+    half_open_max_requests: int = Field(default=1, ge=1, le=1000)
 
 
 class Route(_Strict):
@@ -66,12 +70,12 @@ class CollectorSink(_Strict):
     """Where and how access events are shipped."""
 
     url: HttpUrl  # e.g. http://127.0.0.1:9300/v1/events
-    batch_size: int = Field(500, ge=1, le=100_000)
-    flush_interval: float = Field(0.5, gt=0, le=60, description="seconds between flushes")
-    queue_size: int = Field(50_000, ge=1, le=10_000_000, description="bounded queue; full -> drop")
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    flush_interval: float = Field(default=0.5, gt=0, le=60, description="seconds between flushes")
+    queue_size: int = Field(default=50_000, ge=1, le=10_000_000, description="bounded queue; full -> drop")
     gzip: bool = True
     spool_dir: Path | None = None  # where unshipped batches wait while the collector is down
-    spool_max_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
 
 class AccessLog(_Strict):
@@ -84,7 +88,7 @@ class AccessLog(_Strict):
 class Telemetry(_Strict):
     access_log: AccessLog = AccessLog()
     collector: CollectorSink | None = None
-    memory_limit_bytes: int | None = Field(None, ge=1)
+    memory_limit_bytes: int | None = Field(default=None, ge=1)
 
 
 class GatewayConfig(_Strict):
@@ -95,6 +99,8 @@ class GatewayConfig(_Strict):
     trusted_proxies: list[str] = ["127.0.0.0/8", "::1/128"]
     routes: list[Route] = Field(min_length=1)
     telemetry: Telemetry = Telemetry()
+    # On SIGTERM/SIGINT: stop accepting, then wait this long for in-flight requests.
+    drain_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -1,0 +1,355 @@
+"""The proxy: a raw ASGI application (no framework on the hot path).
+
+Per request: match the route, pick a target, forward head and body (streamed), stream the
+response back, then append one telemetry record. Everything else (metrics, logs, events)
+happens in the telemetry hub's background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from gatewatch.catalog import UNMATCHED_ROUTE
+from sidecar_gateway.forwarding import (
+    IncomingRequest,
+    TrustedProxies,
+    append_forwarded_for,
+    new_request_id,
+    sane_request_id,
+    split_request_headers,
+    strip_response_hop_by_hop,
+)
+from sidecar_gateway.records import CLIENT_CLOSED_STATUS, RequestRecord
+from sidecar_gateway.routing import Router, strip_prefix
+from sidecar_gateway.runtime import Backend, RouteRuntime
+from sidecar_gateway.telemetry import TelemetryHub
+from sidecar_gateway.upstream import (
+    IDEMPOTENT_METHODS,
+    ConnectFailed,
+    ConnectionClosed,
+    UpstreamConnection,
+    UpstreamError,
+    build_head,
+)
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Header = tuple[bytes, bytes]
+
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+
+
+class _ClientGone(Exception):
+    """The client disconnected before the request body was complete."""
+
+
+class ProxyApp:
+    def __init__(self, routes: list[RouteRuntime], telemetry: TelemetryHub, trusted: TrustedProxies) -> None:
+        self.routes = routes
+        self.router: Router[RouteRuntime] = Router([(r.prefix, r) for r in routes])
+        self.telemetry = telemetry
+        self.trusted = trusted
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self._proxy(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = time.monotonic()
+        wall = time.time()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        incoming = split_request_headers(scope["headers"])
+        request_id = incoming.request_id
+        if request_id is None or not sane_request_id(request_id):
+            request_id = new_request_id()
+        client = scope.get("client")
+        peer: str | None = client[0] if client else None
+        query: bytes = scope.get("query_string", b"")
+
+        route = self.router.match(path)
+        if route is None:
+            sent = await _error(send, 404, "no_route", request_id)
+            self.telemetry.record(
+                RequestRecord(
+                    wall, time.monotonic() - t0, UNMATCHED_ROUTE, method, 404, "no_route", None, None,
+                    0, sent, peer, incoming.forwarded_for, incoming.user_agent, path, query, request_id,
+                    None, 0,
+                )
+            )  # fmt: skip
+            return
+
+        # ---- the request as the upstream will see it ----------------------------------------
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            self._record_early(wall, t0, route, method, peer, incoming, path, query, request_id)
+            return
+        body: bytes = msg.get("body", b"")
+        more_body: bool = msg.get("more_body", False)
+        headers = incoming.forward
+        if peer is not None:
+            headers.append((b"x-forwarded-for", append_forwarded_for(incoming.forwarded_for, peer)))
+        elif incoming.forwarded_for:
+            headers.append((b"x-forwarded-for", b", ".join(incoming.forwarded_for)))
+        proto = incoming.forwarded_proto
+        if proto is None or peer is None or peer not in self.trusted:
+            proto = scope["scheme"].encode()
+        headers.append((b"x-forwarded-proto", proto))
+        headers.append((b"x-request-id", request_id))
+        if incoming.host is None:
+            headers.append((b"host", route.backends[0].label.encode()))
+        if incoming.content_length is not None:
+            headers.append((b"content-length", incoming.content_length))
+            chunked = False
+        elif more_body:
+            headers.append((b"transfer-encoding", b"chunked"))
+            chunked = True
+        else:
+            chunked = False
+            if body or method.encode() in _BODY_METHODS:
+                headers.append((b"content-length", str(len(body)).encode()))
+        raw_path: bytes = scope.get("raw_path") or path.encode()
+        if route.strip_prefix:
+            raw_path = strip_prefix(route.prefix, raw_path)
+        target = raw_path + b"?" + query if query else raw_path
+        bmethod = method.encode()
+        head = build_head(bmethod, target, headers)
+
+        # ---- pick a target and exchange -------------------------------------------------------
+        now = time.monotonic()
+        backend = route.choose(now)
+        if backend is None:
+            sent = await _error(send, 503, "circuit_open", request_id)
+            self._record(wall, t0, route, method, 503, "circuit_open", None, None, len(body), sent,
+                         peer, incoming, path, query, request_id, "open", 0)  # fmt: skip
+            return
+        timeouts = route.timeouts
+        replayable = not more_body and bmethod in IDEMPOTENT_METHODS
+        is_head = method == "HEAD"
+        retries = 0
+        request_bytes = len(body)
+        body_done = not more_body
+        conn: UpstreamConnection | None = None
+        t_up = 0.0
+        try:
+            conn, reused = await backend.pool.acquire(timeouts.connect)
+            while True:
+                t_up = time.monotonic()
+                conn.begin(is_head)
+                try:
+                    if more_body:
+                        request_bytes, body_done = await _stream_body(
+                            conn, head, body, receive, timeouts.idle, chunked
+                        )
+                    else:
+                        conn.write(head + body if body else head)
+                    await conn.read_head(timeouts.response)
+                    break
+                except ConnectionClosed:
+                    # A pooled connection the upstream closed while idle: retry once, fresh.
+                    if not (reused and replayable and not conn.got_bytes and retries == 0):
+                        raise
+                    backend.pool.discard(conn)
+                    retries += 1
+                    conn = await backend.pool.connect(timeouts.connect)
+                    reused = False
+        except _ClientGone:
+            if conn is not None:
+                backend.pool.discard(conn)
+            backend.breaker.release(time.monotonic())
+            self._record(wall, t0, route, method, CLIENT_CLOSED_STATUS, "client_disconnect", backend, None,
+                         request_bytes, 0, peer, incoming, path, query, request_id,
+                         backend.state(time.monotonic()), retries)  # fmt: skip
+            return
+        except UpstreamError as exc:
+            if conn is not None:
+                backend.pool.discard(conn)
+            end = time.monotonic()
+            backend.breaker.on_failure(end)
+            if isinstance(exc, ConnectFailed):
+                backend.connect_ok = False
+            sent = await _error(send, exc.status, exc.reason, request_id)
+            self._record(wall, t0, route, method, exc.status, exc.reason, backend, None, request_bytes, sent,
+                         peer, incoming, path, query, request_id, backend.state(end), retries)  # fmt: skip
+            return
+
+        # ---- response ------------------------------------------------------------------------------
+        upstream_duration = time.monotonic() - t_up
+        status = conn.status
+        backend.connect_ok = True
+        out_headers = strip_response_hop_by_hop(conn.headers)
+        out_headers.append((b"x-request-id", request_id))
+        error: str | None = None
+        response_bytes = 0
+        disconnect_watch: asyncio.Future[Message] | None = None
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": out_headers})
+            chunk = conn.take_buffered()
+            if conn.complete:
+                response_bytes = len(chunk)
+                await send({"type": "http.response.body", "body": chunk})
+            else:
+                if body_done:
+                    # The request body is consumed, so receive() now only reports a disconnect.
+                    disconnect_watch = asyncio.ensure_future(receive())
+                while True:
+                    if chunk:
+                        response_bytes += len(chunk)
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        if disconnect_watch is not None and disconnect_watch.done():
+                            raise _ClientGone
+                    chunk = await conn.read_body(timeouts.idle)
+                    if not chunk:
+                        break  # complete
+                await send({"type": "http.response.body", "body": b""})
+        except _ClientGone:
+            error = "client_disconnect"
+        except UpstreamError as exc:
+            # Too late for an error status: the client sees a truncated response.
+            error = exc.reason
+            log.warning("upstream %s failed mid-response for %s: %s", backend.label, request_id.decode(), exc)
+        finally:
+            if disconnect_watch is not None and not disconnect_watch.done():
+                disconnect_watch.cancel()
+        end = time.monotonic()
+        if error is None and conn.reusable:
+            backend.pool.release(conn)
+        else:
+            backend.pool.discard(conn)
+        if error == "client_disconnect":
+            backend.breaker.release(end)
+        elif status >= 500 or error is not None:
+            backend.breaker.on_failure(end)
+        else:
+            backend.breaker.on_success(end)
+        self.telemetry.record(
+            RequestRecord(
+                wall, end - t0, route.name, method, status, error, backend.label, upstream_duration,
+                request_bytes, response_bytes, peer, incoming.forwarded_for, incoming.user_agent, path, query,
+                request_id, backend.breaker.state(end), retries,
+            )
+        )  # fmt: skip
+
+    def _record(
+        self,
+        wall: float,
+        t0: float,
+        route: RouteRuntime,
+        method: str,
+        status: int,
+        error: str | None,
+        backend: Backend | None,
+        upstream_duration: float | None,
+        request_bytes: int,
+        response_bytes: int,
+        peer: str | None,
+        incoming: IncomingRequest,
+        path: str,
+        query: bytes,
+        request_id: bytes,
+        circuit_state: str | None,
+        retries: int,
+    ) -> None:
+        self.telemetry.record(
+            RequestRecord(
+                wall, time.monotonic() - t0, route.name, method, status, error,
+                backend.label if backend is not None else None, upstream_duration, request_bytes,
+                response_bytes, peer, incoming.forwarded_for, incoming.user_agent, path, query, request_id,
+                circuit_state, retries,
+            )
+        )  # fmt: skip
+
+    def _record_early(
+        self,
+        wall: float,
+        t0: float,
+        route: RouteRuntime,
+        method: str,
+        peer: str | None,
+        incoming: IncomingRequest,
+        path: str,
+        query: bytes,
+        request_id: bytes,
+    ) -> None:
+        self._record(wall, t0, route, method, CLIENT_CLOSED_STATUS, "client_disconnect", None, None, 0, 0,
+                     peer, incoming, path, query, request_id, None, 0)  # fmt: skip
+
+
+async def _next_body(receive: Receive) -> tuple[bytes, bool]:
+    msg = await receive()
+    if msg["type"] == "http.disconnect":
+        raise _ClientGone
+    return msg.get("body", b""), msg.get("more_body", False)
+
+
+async def _stream_body(
+    conn: UpstreamConnection, head: bytes, first: bytes, receive: Receive, idle: float, chunked: bool
+) -> tuple[int, bool]:
+    """Send the head and a streamed body, raw (declared Content-Length) or chunked.
+
+    Returns the bytes sent and whether the whole body was read from the client: an upstream
+    that answers early (e.g. 413) does not want the rest, so we stop sending it.
+    """
+    total = len(first)
+    if chunked:
+        conn.write(head + (b"%x\r\n%b\r\n" % (len(first), first) if first else b""))
+    else:
+        conn.write(head + first)
+    more = True
+    while more:
+        if conn.write_paused:
+            await conn.drain(idle)
+        if conn.head_done:
+            return total, False
+        chunk, more = await _next_body(receive)
+        if chunk:
+            total += len(chunk)
+            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+    if chunked:
+        conn.write(b"0\r\n\r\n")
+    return total, True
+
+
+async def _error(send: Send, status: int, reason: str, request_id: bytes) -> int:
+    body = orjson.dumps({"error": reason, "request_id": request_id.decode("latin-1")})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+    return len(body)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

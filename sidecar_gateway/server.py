@@ -1,0 +1,154 @@
+"""Run the gateway: the proxy and the admin server in one process and one event loop.
+
+``run(config)`` blocks until SIGTERM or SIGINT, then: stop accepting, finish in-flight requests
+(up to ``drain_seconds``), ship or spool every queued telemetry event, close the access log,
+stop the admin server, return (exit status 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import uvicorn
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from gatewatch.configfile import split_host_port
+from sidecar_gateway import procstats
+from sidecar_gateway.access_log import AccessLogWriter
+from sidecar_gateway.admin import AdminApp
+from sidecar_gateway.app import ProxyApp
+from sidecar_gateway.config import GatewayConfig
+from sidecar_gateway.forwarding import TrustedProxies
+from sidecar_gateway.healthcheck import HealthChecker
+from sidecar_gateway.metrics import GatewayCollector
+from sidecar_gateway.runtime import build_routes
+from sidecar_gateway.shipper import Shipper
+from sidecar_gateway.telemetry import TelemetryHub
+from sidecar_gateway.upstream import UpstreamClient
+
+log = logging.getLogger("sidecar_gateway")
+
+POOL_SWEEP_INTERVAL = 1.0
+
+
+def _uvicorn_server(app: object, listen: str, drain_seconds: float) -> uvicorn.Server:
+    host, port = split_host_port(listen)
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        server_header=False,  # the upstream's Server and Date headers pass through
+        date_header=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(drain_seconds) or 1,
+        timeout_keep_alive=30,
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    return server
+
+
+class Gateway:
+    """Everything one gateway process runs; start() then stop(), on the running loop."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.client = UpstreamClient()
+        self.routes = build_routes(config, self.client)
+        self.trusted = TrustedProxies(config.trusted_proxies)
+        tel = config.telemetry
+        self.access_log = AccessLogWriter(tel.access_log.path) if tel.access_log.enabled else None
+        self.hub = TelemetryHub(config.instance_name, self.trusted, self.access_log)
+        self.shipper: Shipper | None = None
+        if tel.collector is not None:
+            self.shipper = Shipper(tel.collector, self.client, on_drop=self.hub.count_dropped)
+            self.hub.shipper = self.shipper
+        self.app = ProxyApp(self.routes, self.hub, self.trusted)
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        self.registry.register(
+            GatewayCollector(
+                self.hub,
+                self.routes,
+                lambda: self.app.in_flight,
+                procstats.memory_limit_bytes(tel.memory_limit_bytes),
+                self.shipper,
+            )
+        )
+        self.draining = False
+        self.admin = AdminApp(self.registry, lambda: self.draining)
+        self.health = HealthChecker(self.routes, self.client)
+        self.proxy_server = _uvicorn_server(self.app, config.listen, config.drain_seconds)
+        self.admin_server = _uvicorn_server(self.admin, config.admin_listen, 5.0)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.admin_server.startup()
+        await self.proxy_server.startup()
+        if not (self.admin_server.started and self.proxy_server.started):
+            raise OSError(f"could not listen on {self.config.listen} and {self.config.admin_listen}")
+        self.hub.start()
+        if self.shipper is not None:
+            self.shipper.start()
+        self.health.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="pool-sweeper")
+        log.info("gateway listening on %s (admin %s)", self.config.listen, self.config.admin_listen)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(POOL_SWEEP_INTERVAL)
+            self.client.sweep()
+
+    async def stop(self) -> None:
+        """Graceful: no new connections, in-flight requests finish, telemetry is flushed."""
+        self.draining = True
+        log.info("draining: %d requests in flight", self.app.in_flight)
+        await self.proxy_server.shutdown()
+        await self.health.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self.hub.stop()
+        await self.admin_server.shutdown()
+        self.client.close()
+        log.info("gateway stopped")
+
+
+async def serve(config: GatewayConfig) -> None:
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await gateway.start()
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await gateway.stop()
+
+
+def _loop_factory() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def run(config: GatewayConfig) -> None:
+    """Serve until SIGTERM/SIGINT; return after a graceful drain (the CLI then exits 0)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    with asyncio.Runner(loop_factory=_loop_factory) as runner:
+        runner.run(serve(config))
