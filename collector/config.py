@@ -17,15 +17,15 @@ class StoreConfig(_Strict):
     """Embedded SQLite event store (Elasticsearch comes later as another backend)."""
 
     path: Path = Path("var/collector/events.sqlite3")
-    retention_days: int = Field(30, ge=1, le=3650)
+    retention_days: int = Field(default=30, ge=1, le=3650)
 
 
 class SketchConfig(_Strict):
-    relative_accuracy: float = Field(0.005, gt=0, lt=0.5, description="quantile relative error bound")
+    relative_accuracy: float = Field(default=0.005, gt=0, lt=0.5, description="quantile relative error bound")
 
 
 class CollectorConfig(_Strict):
     listen: HostPort = "127.0.0.1:9300"
     store: StoreConfig = StoreConfig()
     sketch: SketchConfig = SketchConfig()
-    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest accepted ingest body")
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, description="largest accepted ingest body")

@@ -1,0 +1,40 @@
+"""Run the collector: uvicorn (uvloop + httptools) serving :func:`collector.api.create_app`.
+
+uvicorn turns SIGTERM and SIGINT into a graceful shutdown: it stops accepting connections, lets
+requests in flight finish, then runs the app's lifespan exit, which writes every pending event to
+the store and closes it. ``run`` returns after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from collector.api import create_app
+from collector.config import CollectorConfig
+from gatewatch.configfile import split_host_port
+
+
+def run(config: CollectorConfig) -> None:
+    """Serve until SIGTERM/SIGINT. Exits non-zero if the app cannot start (e.g. the store)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, port = split_host_port(config.listen)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,  # one line per ingest batch is noise; /metrics counts batches' events
+            log_level="info",
+            timeout_graceful_shutdown=30,
+        )
+    )
+    server.run()
+    if not server.started:
+        # Startup failed (uvicorn has logged why, e.g. the store path is not writable).
+        sys.exit(3)
