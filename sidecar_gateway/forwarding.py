@@ -139,6 +139,19 @@ class TrustedProxies:
     def __init__(self, cidrs: Iterable[str]) -> None:
         self._networks = tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
         self._cache: dict[str, bool] = {}
+        self._direct: dict[str, str] = {}  # peer -> client IP when no X-Forwarded-For came
+
+    def client_ip(self, peer: str | None, forwarded_for: Sequence[bytes]) -> str:
+        """:func:`client_ip` with the common case (no X-Forwarded-For) cached per peer."""
+        if forwarded_for or peer is None:
+            return client_ip(peer, forwarded_for, self)
+        hit = self._direct.get(peer)
+        if hit is None:
+            hit = client_ip(peer, (), self)
+            if len(self._direct) >= 4096:
+                self._direct.clear()
+            self._direct[peer] = hit
+        return hit
 
     def __contains__(self, ip: str) -> bool:
         hit = self._cache.get(ip)

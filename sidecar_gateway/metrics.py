@@ -56,7 +56,7 @@ class GatewayCollector(Collector):
 
         fam = _counter(c.HTTP_REQUESTS)
         for (route, method, code), n in sorted(agg.requests.items()):
-            fam.add_metric([route, method, code], n)
+            fam.add_metric([route, method, str(code)], n)
         yield fam
         yield _histogram(c.HTTP_REQUEST_DURATION, agg.durations)
         fam = _counter(c.HTTP_REQUEST_ERRORS)

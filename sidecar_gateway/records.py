@@ -16,7 +16,7 @@ import orjson
 
 from gatewatch.catalog import UNMATCHED_ROUTE
 from gatewatch.events import ECS_VERSION, SCHEMA_VERSION, is_failure
-from sidecar_gateway.forwarding import TrustedProxies, client_ip
+from sidecar_gateway.forwarding import TrustedProxies
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
 CLIENT_CLOSED_STATUS = 499  # nginx's convention for "client went away before the answer"
@@ -59,25 +59,51 @@ class RequestRecord(NamedTuple):
         return self.error or "upstream_5xx"
 
 
-def _clip(value: str, limit: int) -> str:
-    return value if len(value) <= limit else value[:limit]
+class _Timestamps:
+    """ISO-8601 UTC text for epoch seconds; the date-time part is formatted once per second."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, epoch: float) -> str:
+        second = int(epoch)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        micros = int((epoch - second) * 1_000_000)
+        return f"{self._prefix}.{micros:06d}Z"
+
+
+_timestamps = _Timestamps()
 
 
 def event_dict(rec: RequestRecord, instance: str, trusted: TrustedProxies) -> dict[str, object]:
-    """The access event as ECS wire names (see gatewatch.events.AccessEvent)."""
-    failed = is_failure(rec.status, rec.error)
+    """The access event as ECS wire names (see gatewatch.events.AccessEvent).
+
+    Written for speed (it runs once per request, in the telemetry drain): no helper calls for
+    the common case, optional fields added only when present.
+    """
+    status = rec.status
+    error = rec.error
+    failed = status >= 500 or (error is not None and error != "client_disconnect")
+    path = rec.path
+    if len(path) > 8192:
+        path = path[:8192]
     out: dict[str, object] = {
-        "@timestamp": datetime.fromtimestamp(rec.wall_start, UTC),
+        "@timestamp": _timestamps.format(rec.wall_start),
         "gatewatch.schema_version": SCHEMA_VERSION,
         "ecs.version": ECS_VERSION,
         "http.request.id": rec.request_id.decode("latin-1"),
         "http.request.method": rec.method,
-        "url.path": _clip(rec.path, 8192) or "/",
-        "http.response.status_code": rec.status,
+        "url.path": path or "/",
+        "http.response.status_code": status,
         "http.request.body.bytes": rec.request_bytes,
         "http.response.body.bytes": rec.response_bytes,
-        "source.ip": client_ip(rec.peer, rec.forwarded_for, trusted),
-        "event.duration": max(0, int(rec.duration * 1e9)),
+        "source.ip": trusted.client_ip(rec.peer, rec.forwarded_for),
+        "event.duration": int(rec.duration * 1e9) if rec.duration > 0 else 0,
         "event.outcome": "failure" if failed else "success",
         "gateway.instance": instance,
         "gateway.route": rec.route or UNMATCHED_ROUTE,
@@ -86,20 +112,21 @@ def event_dict(rec: RequestRecord, instance: str, trusted: TrustedProxies) -> di
         "gateway.rate_limit.decision": "none",
     }
     if rec.query:
-        out["url.query"] = _clip(rec.query.decode("latin-1"), 8192)
+        out["url.query"] = rec.query[:8192].decode("latin-1")
     if rec.user_agent is not None:
-        out["user_agent.original"] = _clip(rec.user_agent.decode("latin-1"), 2048)
+        out["user_agent.original"] = rec.user_agent[:2048].decode("latin-1")
     if rec.backend is not None:
         out["gateway.backend"] = rec.backend
-    if rec.upstream_duration is not None:
-        out["gateway.upstream.duration"] = max(0, int(rec.upstream_duration * 1e9))
+    upstream = rec.upstream_duration
+    if upstream is not None:
+        out["gateway.upstream.duration"] = int(upstream * 1e9) if upstream > 0 else 0
     if rec.circuit_state is not None:
         out["gateway.circuit_state"] = rec.circuit_state
-    if rec.error is not None:
-        out["gateway.error"] = rec.error
+    if error is not None:
+        out["gateway.error"] = error
     return out
 
 
 def event_line(rec: RequestRecord, instance: str, trusted: TrustedProxies) -> bytes:
     """One NDJSON / ECS log line (no newline)."""
-    return orjson.dumps(event_dict(rec, instance, trusted), option=orjson.OPT_UTC_Z)
+    return orjson.dumps(event_dict(rec, instance, trusted))

@@ -43,6 +43,7 @@ def _uvicorn_server(app: object, listen: str, drain_seconds: float) -> uvicorn.S
         http="httptools",
         lifespan="off",
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is judged by our trusted_proxies, not uvicorn's
         server_header=False,  # the upstream's Server and Date headers pass through
         date_header=False,
         log_config=None,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from gatewatch.catalog import LATENCY_BUCKETS
 from sidecar_gateway.access_log import AccessLogWriter
 from sidecar_gateway.forwarding import TrustedProxies
-from sidecar_gateway.records import RequestRecord, event_line, method_label
+from sidecar_gateway.records import KNOWN_METHODS, RequestRecord, event_line
 from sidecar_gateway.shipper import Shipper
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class Histogram:
 
 @dataclass
 class Aggregates:
-    requests: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    requests: dict[tuple[str, str, int], int] = field(default_factory=lambda: defaultdict(int))
     durations: dict[tuple[str, str], Histogram] = field(default_factory=dict)
     errors: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     backend_times: dict[tuple[str, str], Histogram] = field(default_factory=dict)
@@ -110,23 +110,27 @@ class TelemetryHub:
             agg.errors,
             agg.backend_times,
         )
+        # Inlined on purpose: this loop runs once per request.
         for rec in records:
-            method = method_label(rec.method)
-            requests[(rec.route, method, str(rec.status))] += 1
-            key = (rec.route, method)
+            method = rec.method if rec.method in KNOWN_METHODS else "OTHER"
+            route = rec.route
+            requests[(route, method, rec.status)] += 1
+            key = (route, method)
             hist = durations.get(key)
             if hist is None:
                 hist = durations[key] = Histogram.empty(n_buckets)
-            hist.observe(rec.duration, buckets)
-            reason = rec.error_reason
-            if reason is not None:
-                errors[(rec.route, reason)] += 1
+            hist.counts[bisect_left(buckets, rec.duration)] += 1
+            hist.total += rec.duration
+            status, error = rec.status, rec.error
+            if status >= 500 or (error is not None and error != "client_disconnect"):
+                errors[(route, error or "upstream_5xx")] += 1
             if rec.backend is not None and rec.upstream_duration is not None:
-                bkey = (rec.route, rec.backend)
+                bkey = (route, rec.backend)
                 bhist = backend_times.get(bkey)
                 if bhist is None:
                     bhist = backend_times[bkey] = Histogram.empty(n_buckets)
-                bhist.observe(rec.upstream_duration, buckets)
+                bhist.counts[bisect_left(buckets, rec.upstream_duration)] += 1
+                bhist.total += rec.upstream_duration
         if self.access_log is not None or self.shipper is not None:
             instance, trusted = self.instance, self.trusted
             lines = [event_line(rec, instance, trusted) for rec in records]
