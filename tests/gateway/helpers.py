@@ -1,0 +1,89 @@
+"""Small sync HTTP helpers for the gateway integration tests (the gateway runs in a thread)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import socketserver
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+def request(
+    url: str,
+    method: str = "GET",
+    path: str = "/",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    conn: http.client.HTTPConnection | None = None,
+    chunked: bool = False,
+) -> Reply:
+    own = conn is None
+    c = conn or http.client.HTTPConnection(*host_port(url), timeout=30)
+    try:
+        c.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
+        resp = c.getresponse()
+        data = resp.read()
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+    finally:
+        if own:
+            c.close()
+
+
+def scrape(admin_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of /metrics keyed by (series name, labels)."""
+    text = urllib.request.urlopen(admin_url + "/metrics", timeout=10).read().decode()
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def sample(
+    metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float | None:
+    return metrics.get((name, frozenset(labels.items())))
+
+
+@contextmanager
+def garbage_server(reply: bytes = b"NOT HTTP AT ALL\r\n\r\n") -> Iterator[int]:
+    """A TCP server that answers every request with bytes that are not HTTP."""
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            sock: socket.socket = self.request
+            sock.recv(65536)
+            sock.sendall(reply)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

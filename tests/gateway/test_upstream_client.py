@@ -1,0 +1,189 @@
+"""The upstream client against real sockets: keep-alive, framing edge cases, failures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sidecar_gateway.upstream import (
+    ConnectFailed,
+    ConnectionClosed,
+    ProtocolError,
+    UpstreamClient,
+    UpstreamTimeout,
+)
+from sidecar_gateway.upstream.connection import READ_HIGH_WATER
+from tests.gateway.rawserver import keepalive_responder, raw_server, read_head
+from tests.support.procs import free_port
+
+
+async def test_keepalive_connection_is_reused() -> None:
+    async with raw_server(keepalive_responder(b"hello")) as srv:
+        client = UpstreamClient()
+        for _ in range(5):
+            resp = await client.fetch("GET", srv.url + "/x")
+            assert (resp.status, resp.body) == (200, b"hello")
+        assert srv.connections == 1
+        assert client.pool("127.0.0.1", srv.port).opened == 1
+        client.close()
+
+
+async def test_head_response_has_no_body_and_connection_stays_usable() -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await read_head(reader):
+            if head.startswith(b"HEAD"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nget")
+
+    async with raw_server(handler) as srv:
+        client = UpstreamClient()
+        resp = await client.fetch("HEAD", srv.url)
+        assert (resp.status, resp.header(b"content-length"), resp.body) == (200, b"100", b"")
+        resp = await client.fetch("GET", srv.url)
+        assert resp.body == b"get"
+        assert srv.connections == 1
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_no_body_statuses(status: int) -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_head(reader):
+            writer.write(b'HTTP/1.1 %d X\r\nETag: "1"\r\n\r\n' % status)
+
+    async with raw_server(handler) as srv:
+        client = UpstreamClient()
+        for _ in range(2):
+            resp = await client.fetch("GET", srv.url)
+            assert (resp.status, resp.body) == (status, b"")
+        assert srv.connections == 1
+
+
+async def test_chunked_response_and_interim_100_is_skipped() -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_head(reader):
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            writer.write(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n")
+            writer.write(b"5\r\nhello\r\n")
+            await writer.drain()
+            writer.write(b"6\r\n world\r\n0\r\n\r\n")
+
+    async with raw_server(handler) as srv:
+        client = UpstreamClient()
+        resp = await client.fetch("GET", srv.url)
+        assert (resp.status, resp.body) == (201, b"hello world")
+        resp = await client.fetch("GET", srv.url)
+        assert resp.body == b"hello world"
+        assert srv.connections == 1
+
+
+async def test_connection_close_is_not_pooled() -> None:
+    async with raw_server(keepalive_responder(b"x", extra=b"Connection: close\r\n")) as srv:
+        client = UpstreamClient()
+        await client.fetch("GET", srv.url)
+        assert client.pool("127.0.0.1", srv.port).idle_count == 0
+        await client.fetch("GET", srv.url)
+        assert srv.connections == 2
+
+
+async def test_body_delimited_by_close() -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+        await writer.drain()
+
+    async with raw_server(handler) as srv:
+        resp = await UpstreamClient().fetch("GET", srv.url)
+        assert resp.body == b"until the end"
+
+
+async def _first_answers_then_dies(
+    index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Connection 0 answers one request, then closes when the next one arrives (an idle timeout
+    racing with reuse); later connections behave."""
+    await read_head(reader)
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+    await writer.drain()
+    if index == 0:
+        await read_head(reader)
+        return  # close without answering
+    while await read_head(reader):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlater")
+
+
+async def test_stale_pooled_connection_is_retried_once_for_idempotent_requests() -> None:
+    async with raw_server(_first_answers_then_dies) as srv:
+        client = UpstreamClient()
+        assert (await client.fetch("GET", srv.url)).body == b"first"
+        resp = await client.fetch("GET", srv.url)
+        assert resp.body == b"first"  # answered on a fresh connection
+        assert srv.connections == 2
+
+
+async def test_stale_pooled_connection_is_not_retried_for_post() -> None:
+    async with raw_server(_first_answers_then_dies) as srv:
+        client = UpstreamClient()
+        await client.fetch("POST", srv.url, body=b"1")
+        with pytest.raises(ConnectionClosed):
+            await client.fetch("POST", srv.url, body=b"2")
+
+
+async def test_malformed_response_is_a_protocol_error() -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"SPDY/9 nonsense\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with raw_server(handler) as srv:
+        with pytest.raises(ProtocolError) as exc:
+            await UpstreamClient().fetch("GET", srv.url)
+        assert exc.value.reason == "upstream_protocol" and exc.value.status == 502
+
+
+async def test_no_answer_times_out() -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await asyncio.sleep(5)
+
+    async with raw_server(handler) as srv:
+        with pytest.raises(UpstreamTimeout) as exc:
+            await UpstreamClient().fetch("GET", srv.url, timeout=0.2)
+        assert exc.value.status == 504
+
+
+async def test_refused_connection() -> None:
+    with pytest.raises(ConnectFailed) as exc:
+        await UpstreamClient().fetch("GET", f"http://127.0.0.1:{free_port()}/")
+    assert exc.value.reason == "upstream_refused" and exc.value.status == 502
+
+
+async def test_reading_pauses_when_the_consumer_is_slow() -> None:
+    total = 8 * 1024 * 1024
+    payload = bytes(range(256)) * (total // 256)
+
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total)
+        writer.write(payload)
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with raw_server(handler) as srv:
+        client = UpstreamClient()
+        pool = client.pool("127.0.0.1", srv.port)
+        conn, _ = await pool.acquire(1)
+        conn.begin(False)
+        conn.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await conn.read_head(1)
+        await asyncio.sleep(0.3)  # consumer busy; the server keeps sending
+        # Bounded buffering: the high-water mark plus at most one socket read.
+        assert conn._buffered <= READ_HIGH_WATER + 1024 * 1024
+        received = bytearray()
+        while chunk := await conn.read_body(2):
+            received += chunk
+        assert bytes(received) == payload
+        pool.release(conn)
+        assert pool.idle_count == 1
