@@ -108,6 +108,10 @@ class Shipper:
             await self._task
         await self._flush_all(final=True)
 
+    async def flush(self) -> None:
+        """One sending round now (what the background task does every flush_interval)."""
+        await self._flush_all(final=False)
+
     async def _run(self) -> None:
         while not self._stopping:
             wait = self._retry_delay or self.sink.flush_interval

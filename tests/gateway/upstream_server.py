@@ -131,13 +131,12 @@ class RunningUpstream:
 
 
 @contextmanager
-def upstream_server(keepalive_timeout: float = 75.0) -> Iterator[RunningUpstream]:
-    """Serve on a free loopback port until the block ends."""
-    stats = UpstreamStats()
+def app_in_thread(app: web.Application, port: int = 0, keepalive_timeout: float = 75.0) -> Iterator[int]:
+    """Serve an aiohttp app on a loopback port (free one by default) until the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    sock.bind(("127.0.0.1", port))
+    bound = sock.getsockname()[1]
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     stop: asyncio.Event | None = None
@@ -145,7 +144,7 @@ def upstream_server(keepalive_timeout: float = 75.0) -> Iterator[RunningUpstream
     async def main() -> None:
         nonlocal stop
         stop = asyncio.Event()
-        runner = web.AppRunner(_app(stats), keepalive_timeout=keepalive_timeout, access_log=None)
+        runner = web.AppRunner(app, keepalive_timeout=keepalive_timeout, access_log=None)
         await runner.setup()
         site = web.SockSite(runner, sock)
         await site.start()
@@ -157,9 +156,17 @@ def upstream_server(keepalive_timeout: float = 75.0) -> Iterator[RunningUpstream
     thread.start()
     ready.wait(10)
     try:
-        yield RunningUpstream(port, stats)
+        yield bound
     finally:
         assert stop is not None
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
         loop.close()
+
+
+@contextmanager
+def upstream_server(keepalive_timeout: float = 75.0) -> Iterator[RunningUpstream]:
+    """The test upstream on a free loopback port until the block ends."""
+    stats = UpstreamStats()
+    with app_in_thread(_app(stats), keepalive_timeout=keepalive_timeout) as port:
+        yield RunningUpstream(port, stats)

@@ -1,0 +1,100 @@
+"""The gateway as the CLI runs it: config errors, and a graceful SIGTERM that loses nothing."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from gatewatch.events import AccessEvent
+from tests.gateway.collector_standin import Received, collector_app
+from tests.gateway.helpers import request, sample, scrape
+from tests.gateway.upstream_server import RunningUpstream, app_in_thread
+from tests.support.procs import free_port, gatewatch_cmd, running
+
+pytestmark = pytest.mark.integration
+
+
+def test_malformed_config_exits_non_zero_naming_file_line_and_field(tmp_path: Path) -> None:
+    conf = tmp_path / "gateway.yaml"
+    conf.write_text(
+        "listen: 127.0.0.1:8080\n"
+        "routes:\n"
+        "  - name: api\n"
+        "    path_prefix: /api\n"
+        "    upstreams:\n"
+        "      - address: 127.0.0.1:9000\n"
+        "        weight: 0\n"
+    )
+    proc = subprocess.run(
+        gatewatch_cmd("gateway", "--config", str(conf)), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert f"{conf}:7: routes.0.upstreams.0.weight:" in proc.stderr
+
+
+def test_bad_address_is_reported_with_its_line(tmp_path: Path) -> None:
+    conf = tmp_path / "gateway.yaml"
+    conf.write_text("routes:\n  - name: api\n    path_prefix: /\n    upstreams:\n      - address: nowhere\n")
+    proc = subprocess.run(
+        gatewatch_cmd("gateway", "--config", str(conf)), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert f"{conf}:5: routes.0.upstreams.0.address:" in proc.stderr
+
+
+def test_sigterm_drains_in_flight_and_ships_every_event(upstream: RunningUpstream, tmp_path: Path) -> None:
+    port, admin, collector_port = free_port(), free_port(), free_port()
+    log = tmp_path / "access.log"
+    conf = tmp_path / "gateway.yaml"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f"admin_listen: 127.0.0.1:{admin}\n"
+        "routes:\n"
+        "  - name: api\n"
+        "    path_prefix: /\n"
+        "    upstreams:\n"
+        f"      - address: {upstream.address}\n"
+        "telemetry:\n"
+        "  access_log:\n"
+        f"    path: {log}\n"
+        "  collector:\n"
+        f"    url: http://127.0.0.1:{collector_port}/v1/events\n"
+        "    flush_interval: 30\n"  # nothing is shipped before shutdown: the flush does it all
+        "    batch_size: 1000\n"
+    )
+    received = Received()
+    url = f"http://127.0.0.1:{port}"
+    with (
+        app_in_thread(collector_app(received), collector_port),
+        running(
+            gatewatch_cmd("gateway", "--config", str(conf)),
+            ready_url=f"http://127.0.0.1:{admin}/healthz",
+            log=tmp_path / "gateway.out",
+        ) as proc,
+    ):
+        for i in range(20):
+            assert request(url, "GET", f"/echo?i={i}").status == 200
+        m = scrape(f"http://127.0.0.1:{admin}")
+        assert sample(m, "http_requests_total", route="api", method="GET", code="200") == 20
+
+        slow: list[int] = []
+        t = threading.Thread(target=lambda: slow.append(request(url, "GET", "/slow?ms=1500").status))
+        t.start()
+        deadline_hits = 0
+        while upstream.stats.requests < 21 and deadline_hits < 500:  # the slow request reached the upstream
+            deadline_hits += 1
+            threading.Event().wait(0.01)
+        proc.send_signal(signal.SIGTERM)
+        t.join(30)
+        code = proc.wait(30)
+    assert code == 0
+    assert slow == [200]  # in flight at SIGTERM, still answered
+    assert len(received.events) == 21
+    assert sorted(e.query or "" for e in received.events)[:2] == ["i=0", "i=1"]
+    lines = log.read_bytes().splitlines()
+    assert len(lines) == 21
+    assert all(AccessEvent.model_validate_json(line).route == "api" for line in lines)
