@@ -14,6 +14,7 @@ import uvicorn
 
 from collector.api import create_app
 from collector.config import CollectorConfig
+from collector.store import StoreError, open_store
 from gatewatch.configfile import split_host_port
 
 
@@ -21,9 +22,16 @@ def run(config: CollectorConfig) -> None:
     """Serve until SIGTERM/SIGINT. Exits non-zero if the app cannot start (e.g. the store)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = split_host_port(config.listen)
+    try:
+        # Opened here, not in the app's startup, so a bad store path is one clear line, not a
+        # traceback from inside uvicorn's lifespan.
+        store = open_store(config.store)
+    except StoreError as exc:
+        print(f"gatewatch collector: {exc}", file=sys.stderr)
+        sys.exit(3)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            create_app(config, store=store),
             host=host,
             port=port,
             loop="uvloop",
@@ -34,7 +42,11 @@ def run(config: CollectorConfig) -> None:
             timeout_graceful_shutdown=30,
         )
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        if not server.started:
+            store.close()  # the app's lifespan never ran, so it did not close the store
     if not server.started:
         # Startup failed (uvicorn has logged why, e.g. the store path is not writable).
         sys.exit(3)

@@ -16,6 +16,10 @@ from collector.config import StoreConfig
 from gatewatch.events import AccessEvent
 
 
+class StoreError(Exception):
+    """The store cannot be used: unreadable or unwritable location, unknown schema, closed."""
+
+
 class EventStore(Protocol):
     def append(self, events: Sequence[AccessEvent], documents: Sequence[bytes]) -> None:
         """Store a batch in one transaction. ``documents[i]`` is the exact JSON text (ECS wire

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from collector.store import StoreError
 from gatewatch.events import AccessEvent
 
 SCHEMA_VERSION = 1
@@ -45,10 +46,6 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS events_route_status ON events (route, status)",
 )
 _INSERT = "INSERT INTO events (ts_ms, route, status, source_ip, doc) VALUES (?, ?, ?, ?, ?)"
-
-
-class StoreError(Exception):
-    """The store file cannot be used (unreadable, or written by a newer schema)."""
 
 
 def epoch_ms(value: datetime) -> int:
