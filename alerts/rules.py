@@ -147,8 +147,11 @@ def build_rules(
             names.errors,
             f"sum {per_route} (rate({selector(HTTP_REQUESTS.name, gw, regex('code', '5..'))}[{w}]))",
         ),
-        # Divide only where there was traffic: an idle route has no ratio rather than NaN.
-        RecordingRule(names.error_ratio, f"{names.errors} / ({names.requests} > 0)"),
+        # A route with traffic but no 5xx series yet reads 0 (not absent); dividing only where there
+        # was traffic leaves an idle route without a ratio rather than NaN.
+        RecordingRule(
+            names.error_ratio, f"({names.errors} or 0 * {names.requests}) / ({names.requests} > 0)"
+        ),
         RecordingRule(
             names.latency_buckets,
             f"sum {per_route_le} (rate({selector(bucket(HTTP_REQUEST_DURATION), gw)}[{w}]))",

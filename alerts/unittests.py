@@ -120,11 +120,14 @@ def _error_rate_alert(instance: str, route: str, percent: str) -> ExpectedAlert:
 
 
 def high_error_rate(names: RecordNames) -> TestFile:
-    def traffic(route: str, ok_per_min: int, err_per_min: int, start: int = 0) -> tuple[InputSeries, ...]:
-        return (
-            InputSeries(_requests(GW1, route, "200"), f"{start}+{ok_per_min}x20"),
-            InputSeries(_requests(GW1, route, "500"), f"{start}+{err_per_min}x20"),
-        )
+    def traffic(
+        route: str, ok_per_min: int, err_per_min: int | None, start: int = 0
+    ) -> tuple[InputSeries, ...]:
+        """Counters per minute; ``err_per_min=None``: the route never answered 5xx (no such series)."""
+        ok = InputSeries(_requests(GW1, route, "200"), f"{start}+{ok_per_min}x20")
+        if err_per_min is None:
+            return (ok,)
+        return (ok, InputSeries(_requests(GW1, route, "500"), f"{start}+{err_per_min}x20"))
 
     ratio = _recorded(names.error_ratio, GW1, "orders")
     return TestFile(
@@ -141,7 +144,15 @@ def high_error_rate(names: RecordNames) -> TestFile:
             TestCase(
                 "20% errors fire after 2m, only on the failing route",
                 "1m",
-                traffic("orders", 480, 120) + traffic("users", 600, 0),
+                traffic("orders", 480, 120) + traffic("users", 600, None),
+                exprs=(
+                    ExprCheck(
+                        names.error_ratio,
+                        "10m",
+                        # a route without any 5xx series reads 0, not "no data"
+                        (Sample(ratio, 0.2), Sample(_recorded(names.error_ratio, GW1, "users"), 0.0)),
+                    ),
+                ),
                 alerts=(
                     # the 5m rate has two samples from 1m on: pending from 1m, firing 2m later
                     AlertCheck("2m45s", "HighErrorRate"),

@@ -292,7 +292,8 @@ def catalog_expressions(draw: st.DrawFn) -> tuple[str, str, frozenset[str]]:
     )
     sep = draw(st.sampled_from([",", ", ", " ,  "]))
     body = sep.join(f'{label}{op}"v"' for label, op in zip(matched, ops, strict=True))
-    expr = f"{series}{{{body}}}" if matched or draw(st.booleans()) else series
+    empty_braces: bool = draw(st.booleans())  # "x{}" is as valid as "x"
+    expr = f"{series}{{{body}}}" if matched or empty_braces else series
     spec = CATALOG.spec_for_series(series)
     assert spec is not None
     if spec.type is MetricType.COUNTER or series.endswith("_bucket"):
