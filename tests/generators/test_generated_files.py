@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import tokenize
 from pathlib import Path
 
 import pytest
 
 from alerts.generate import render_all as render_alerts
 from dashboards.generate import render_all as render_dashboards
+from gatewatch.catalog import CATALOG, UP
 from gatewatch.cli import main
 from tests.support.procs import REPO
 
@@ -45,3 +48,29 @@ def test_cli_generate_writes_the_same_files(tmp_path: Path, capsys: pytest.Captu
         folder = "dashboards" if path.parent == tmp_path / "dashboards" else "alerts"
         relative = path.relative_to(tmp_path / folder).as_posix()
         assert path.read_text(encoding="utf-8") == (REPO / folder / relative).read_text(encoding="utf-8")
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    with path.open("rb") as f:
+        return [
+            (tok.start[0], tok.string) for tok in tokenize.tokenize(f.readline) if tok.type == tokenize.STRING
+        ]
+
+
+def test_generators_take_metric_names_from_the_catalog_not_string_literals() -> None:
+    """A metric name typed into a generator would survive a catalog rename; the spec's .name cannot."""
+    names = {s for spec in CATALOG.metrics for s in spec.series_names()}
+    patterns = {n: re.compile(rf"\b{re.escape(n)}\b" if n != UP.name else rf"\b{n}\s*[{{\[(]") for n in names}
+    sources = [
+        *(REPO / "dashboards").glob("*.py"),
+        *(REPO / "alerts").glob("*.py"),
+        REPO / "gatewatch" / "promql.py",
+    ]
+    found = [
+        f"{path.relative_to(REPO)}:{line}: {name}"
+        for path in sources
+        for line, literal in _string_literals(path)
+        for name, pattern in patterns.items()
+        if pattern.search(literal)
+    ]
+    assert found == []

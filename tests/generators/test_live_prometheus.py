@@ -178,6 +178,7 @@ def test_high_error_rate_fires_for_500s_and_stays_inactive_for_200s(stack: Stack
     statuses = stack.traffic.statuses
     assert statuses[("failing", 500)] > 0 and statuses[("healthy", 200)] > 0
     assert set(statuses) == {("failing", 500), ("healthy", 200)}, statuses
+    assert stack.traffic.errors == []
 
 
 def test_scrape_target_is_up_and_every_rule_evaluates(stack: Stack) -> None:
