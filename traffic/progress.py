@@ -61,6 +61,7 @@ class TerminalProgress:
         self._start = time.monotonic()
         self._last_draw = float("-inf")
         self._last: tuple[int, int | None, int] = (0, None, 0)
+        self._drawn: tuple[int, int | None, int] | None = None
         self._width = 0
 
     def __call__(self, done: int, total: int | None, errors: int) -> None:
@@ -72,6 +73,9 @@ class TerminalProgress:
         self._draw(now)
 
     def _draw(self, now: float, final: bool = False) -> None:
+        if final and not self.tty and self._last == self._drawn:
+            return  # the plain line for this state is already out
+        self._drawn = self._last
         done, total, errors = self._last
         text = f"{self.label} {format_progress(done, total, errors, now - self._start)}"
         if self.tty:

@@ -43,3 +43,11 @@ def test_non_terminal_prints_plain_lines_and_throttles() -> None:
     assert len(lines) == 2  # the first call and the final state
     assert "\r" not in out.getvalue()
     assert "99/100" in lines[-1]
+
+
+def test_non_terminal_final_line_is_not_repeated() -> None:
+    out = io.StringIO()
+    bar = TerminalProgress(out, tty=False, line_interval=0.0)
+    bar(5, 5, 0)
+    bar.finish()
+    assert len(out.getvalue().splitlines()) == 1
