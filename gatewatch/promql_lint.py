@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from gatewatch.catalog import CATALOG, Catalog
+from gatewatch.catalog import CATALOG, Catalog, MetricType
 
 # ---- errors and results ------------------------------------------------------------------------
 
@@ -687,6 +687,7 @@ def _funcs() -> dict[str, _Func]:
 
 
 FUNCTIONS: Mapping[str, _Func] = _funcs()
+_COUNTER_FUNCS = frozenset({"rate", "irate", "increase", "resets"})
 
 
 def _fmt(labels: frozenset[str]) -> str:
@@ -787,6 +788,8 @@ class _Checker:
                 self.check(arg)
             return Typed(V)
         typed = [self.check(a) for a in call.args]
+        if call.func in _COUNTER_FUNCS and call.args:
+            self.counter_only(call)
         lo, hi = len(spec.args) - spec.optional, len(spec.args)
         if spec.variadic:
             hi = 10_000
@@ -810,6 +813,20 @@ class _Checker:
         elif call.func in ("absent", "absent_over_time") and typed:
             labels = self.absent_labels(call.args[0])
         return Typed(spec.returns, labels)
+
+    def counter_only(self, call: Call) -> None:
+        """rate() and friends assume a monotonic counter; over a gauge they invent resets."""
+        arg = call.args[0]
+        name = arg.selector.metric if isinstance(arg, MatrixSelector) else None
+        spec = self.catalog.spec_for_series(name) if name is not None else None
+        if spec is None:
+            return  # unknown metrics and recorded series are reported (or trusted) elsewhere
+        counter = spec.type is MetricType.COUNTER or (spec.type is MetricType.HISTOGRAM and name != spec.name)
+        if not counter:
+            self.problem(
+                call.pos,
+                f"{call.func}() of {name!r}, a {spec.type.value}: use deriv()/delta() or the gauge itself",
+            )
 
     def label_func(self, call: Call, labels: Labels) -> Labels:
         strings = [a.value if isinstance(a, StringLiteral) else None for a in call.args]

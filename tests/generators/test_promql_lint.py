@@ -213,6 +213,8 @@ def test_accepts_what_prometheus_accepts(tmp_path: Path) -> None:
         ('{job="api-gateway"}', "no metric name"),
         ('sum by (route) (label_replace(up, "x", "$1", "job", "(.*)"))', "label 'route' in sum by"),
         ("instance_route:http_requests:rate5m", "unknown metric"),
+        ("rate(active_connections[5m])", "rate() of 'active_connections', a gauge"),
+        ("increase(backend_up[1h])", "increase() of 'backend_up', a gauge"),
     ],
 )
 def test_catches(expr: str, needle: str) -> None:
