@@ -34,11 +34,16 @@ _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
 Header = tuple[bytes, bytes]
 
 
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
+
+
 def connection_tokens(headers: Iterable[Header]) -> frozenset[bytes]:
     """Header names listed in Connection headers (lower case)."""
     tokens: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
+            if value in _PLAIN_CONNECTION:
+                continue  # the usual value names only hop-by-hop headers anyway
             tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
     return frozenset(tokens)
 
@@ -72,8 +77,22 @@ def sane_request_id(value: bytes | None) -> bool:
     return value is not None and _REQUEST_ID_RE.fullmatch(value) is not None
 
 
-def new_request_id() -> bytes:
-    return os.urandom(16).hex().encode()
+class _RequestIds:
+    """32 hex digits: a random per-process prefix and a counter. Unique without a syscall per
+    request (os.urandom is one, and syscalls are what a proxy's CPU goes to)."""
+
+    __slots__ = ("_next", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._next = int.from_bytes(os.urandom(4), "big")
+
+    def new(self) -> bytes:
+        self._next += 1
+        return f"{self._prefix}{self._next & 0xFFFFFFFFFFFFFFFF:016x}".encode()
+
+
+new_request_id = _RequestIds().new
 
 
 @dataclass(slots=True)

@@ -41,6 +41,7 @@ def _uvicorn_server(app: object, listen: str, drain_seconds: float) -> uvicorn.S
         host=host,
         port=port,
         http="httptools",
+        ws="none",  # no WebSocket tunnelling (yet): an Upgrade request is proxied as plain HTTP
         lifespan="off",
         access_log=False,
         proxy_headers=False,  # X-Forwarded-For is judged by our trusted_proxies, not uvicorn's

@@ -69,14 +69,17 @@ def sample(
 
 
 @contextmanager
-def garbage_server(reply: bytes = b"NOT HTTP AT ALL\r\n\r\n") -> Iterator[int]:
-    """A TCP server that answers every request with bytes that are not HTTP."""
+def garbage_server(reply: bytes = b"NOT HTTP AT ALL\r\n\r\n", hold: float = 0.0) -> Iterator[int]:
+    """A TCP server that answers every request with ``reply`` (by default not HTTP at all),
+    then keeps the connection open for ``hold`` seconds."""
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             sock: socket.socket = self.request
             sock.recv(65536)
             sock.sendall(reply)
+            if hold:
+                threading.Event().wait(hold)
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

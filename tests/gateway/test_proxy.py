@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -303,3 +304,51 @@ def test_access_log_lines_validate_as_access_events(upstream: RunningUpstream, t
     assert first.upstream_duration_ns is not None and first.duration_ns >= first.upstream_duration_ns
     assert second.request_bytes == 5 and second.outcome == "success"
     assert (third.status, third.outcome, third.error) == (502, "failure", None)
+
+
+def test_upstream_stalling_mid_body_hits_the_idle_timeout(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    partial = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"
+    with garbage_server(partial, hold=3) as port:
+        cfg = make_config(
+            one_route(f"127.0.0.1:{port}", timeouts={"idle": 0.3}),
+            telemetry={"access_log": {"enabled": True, "path": str(log)}},
+        )
+        with gateway_thread(cfg) as gw:
+            conn = http.client.HTTPConnection(*host_port(gw.url), timeout=10)
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            assert resp.status == 200  # the head was already on its way
+            with pytest.raises(http.client.IncompleteRead):
+                resp.read()
+            m = scrape(gw.admin_url)
+            assert sample(m, "http_requests_errors_total", route="api", reason="upstream_timeout") == 1
+    (event,) = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
+    assert (event.status, event.error, event.outcome, event.response_bytes) == (
+        200,
+        "upstream_timeout",
+        "failure",
+        10,
+    )
+
+
+def test_client_going_away_mid_download_is_recorded_and_upstream_connection_dropped(
+    upstream: RunningUpstream, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    cfg = make_config(
+        one_route(upstream.address), telemetry={"access_log": {"enabled": True, "path": str(log)}}
+    )
+    with gateway_thread(cfg) as gw:
+        sock = socket.create_connection(host_port(gw.url))
+        sock.sendall(b"GET /bytes?n=200000000&chunked=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and gw.call(lambda: gw.gateway.app.in_flight) > 0:
+            time.sleep(0.02)
+        assert gw.call(lambda: gw.gateway.app.in_flight) == 0
+        assert gw.gateway.routes[0].backends[0].pool.idle_count == 0  # a half-read response is not reusable
+    (event,) = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
+    assert event.error == "client_disconnect" and event.outcome == "success"
+    assert 0 < event.response_bytes < 200_000_000
