@@ -72,6 +72,16 @@ class Gateway:
         if tel.collector is not None:
             self.shipper = Shipper(tel.collector, self.client, on_drop=self.hub.count_dropped)
             self.hub.shipper = self.shipper
+        # Every sink's drop counter exists from the start, so alerts see 0 rather than nothing.
+        sinks = [
+            "records",
+            *(["access_log"] if self.access_log else []),
+            *(["collector"] if self.shipper else []),
+        ]
+        if tel.collector is not None and tel.collector.spool_dir is not None:
+            sinks.append("spool")
+        for sink in sinks:
+            self.hub.count_dropped(sink, 0)
         self.app = ProxyApp(self.routes, self.hub, self.trusted)
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
