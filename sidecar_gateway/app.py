@@ -202,6 +202,19 @@ class ProxyApp:
         disconnect_watch: asyncio.Future[Message] | None = None
         try:
             await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        except RuntimeError as exc:
+            # The front server refused the head (e.g. a header value it will not write): nothing
+            # has reached the client yet, so it still gets a proper 502.
+            log.warning("unforwardable response from %s for %s: %s", backend.label, request_id.decode(), exc)
+            backend.pool.discard(conn)
+            end = time.monotonic()
+            backend.breaker.on_failure(end)
+            sent = await _error(send, 502, "upstream_protocol", request_id)
+            self._record(wall, t0, route, method, 502, "upstream_protocol", backend, upstream_duration,
+                         request_bytes, sent, peer, incoming, path, query, request_id, backend.state(end),
+                         retries)  # fmt: skip
+            return
+        try:
             chunk = conn.take_buffered()
             if conn.complete:
                 response_bytes = len(chunk)

@@ -352,3 +352,12 @@ def test_client_going_away_mid_download_is_recorded_and_upstream_connection_drop
     (event,) = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
     assert event.error == "client_disconnect" and event.outcome == "success"
     assert 0 < event.response_bytes < 200_000_000
+
+
+def test_control_characters_in_upstream_headers_give_502() -> None:
+    with (
+        garbage_server(b"HTTP/1.1 200 OK\r\nX-Bad: a\x01b\r\nContent-Length: 2\r\n\r\nok") as port,
+        gateway_thread(make_config(one_route(f"127.0.0.1:{port}"))) as gw,
+    ):
+        r = request(gw.url, "GET", "/")
+        assert (r.status, r.json()["error"]) == (502, "upstream_protocol")
