@@ -57,6 +57,10 @@ def _uvicorn_server(app: object, listen: str, drain_seconds: float) -> uvicorn.S
     return server
 
 
+class StartupError(Exception):
+    """The gateway could not start (e.g. a listen address is taken)."""
+
+
 class Gateway:
     """Everything one gateway process runs; start() then stop(), on the running loop."""
 
@@ -102,10 +106,16 @@ class Gateway:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.admin_server.startup()
-        await self.proxy_server.startup()
-        if not (self.admin_server.started and self.proxy_server.started):
-            raise OSError(f"could not listen on {self.config.listen} and {self.config.admin_listen}")
+        """Bind both servers and start the background tasks. Raises StartupError."""
+        for server, listen in (
+            (self.admin_server, self.config.admin_listen),
+            (self.proxy_server, self.config.listen),
+        ):
+            try:
+                await server.startup()  # uvicorn logs the bind error, then exits with SystemExit
+            except SystemExit:
+                await self._stop_servers()
+                raise StartupError(f"cannot listen on {listen} (see the error above)") from None
         self.hub.start()
         if self.shipper is not None:
             self.shipper.start()
@@ -122,14 +132,23 @@ class Gateway:
         """Graceful: no new connections, in-flight requests finish, telemetry is flushed."""
         self.draining = True
         log.info("draining: %d requests in flight", self.app.in_flight)
-        await self.proxy_server.shutdown()
+        if self.proxy_server.started:
+            await self.proxy_server.shutdown()
         await self.health.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.hub.stop()
-        await self.admin_server.shutdown()
+        if self.admin_server.started:
+            await self.admin_server.shutdown()
         self.client.close()
         log.info("gateway stopped")
+
+    async def _stop_servers(self) -> None:
+        for server in (self.proxy_server, self.admin_server):
+            if server.started:
+                await server.shutdown()
+        if self.access_log is not None:
+            self.access_log.close()
 
 
 async def serve(config: GatewayConfig) -> None:
@@ -140,6 +159,11 @@ async def serve(config: GatewayConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await gateway.start()
+    except StartupError:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        raise
+    try:
         await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -163,4 +187,8 @@ def run(config: GatewayConfig) -> None:
             level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     with asyncio.Runner(loop_factory=_loop_factory) as runner:
-        runner.run(serve(config))
+        try:
+            runner.run(serve(config))
+        except StartupError as exc:
+            print(f"gatewatch gateway: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -98,3 +99,21 @@ def test_sigterm_drains_in_flight_and_ships_every_event(upstream: RunningUpstrea
     lines = log.read_bytes().splitlines()
     assert len(lines) == 21
     assert all(AccessEvent.model_validate_json(line).route == "api" for line in lines)
+
+
+def test_taken_listen_address_exits_non_zero_with_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = tmp_path / "gateway.yaml"
+        conf.write_text(
+            f"listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{free_port()}\n"
+            "routes:\n  - name: a\n    path_prefix: /\n    upstreams: [{address: 127.0.0.1:9}]\n"
+        )
+        proc = subprocess.run(
+            gatewatch_cmd("gateway", "--config", str(conf)), capture_output=True, text=True, timeout=60
+        )
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
