@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from sidecar_gateway.upstream.connection import Header, UpstreamConnection
+from sidecar_gateway.upstream.connection import Deadlines, Header, UpstreamConnection
 from sidecar_gateway.upstream.errors import ConnectionClosed, UpstreamError
 from sidecar_gateway.upstream.pool import DEFAULT_LIMITS, ConnectionPool, PoolLimits
 
@@ -47,6 +47,7 @@ class UpstreamClient:
         self.limits = limits
         self._pools: dict[tuple[str, int, bool], ConnectionPool] = {}
         self._ssl: ssl_module.SSLContext | None = None
+        self.deadlines = Deadlines()
 
     def pool(self, host: str, port: int, tls: bool = False) -> ConnectionPool:
         key = (host, port, tls)
@@ -54,7 +55,7 @@ class UpstreamClient:
         if pool is None:
             if tls and self._ssl is None:
                 self._ssl = ssl_module.create_default_context()
-            pool = ConnectionPool(host, port, self.limits, self._ssl if tls else None)
+            pool = ConnectionPool(host, port, self.limits, self._ssl if tls else None, self.deadlines)
             self._pools[key] = pool
         return pool
 
@@ -69,6 +70,7 @@ class UpstreamClient:
     def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
+        self.deadlines.close()
 
     async def fetch(
         self,

@@ -13,7 +13,7 @@ import ssl as ssl_module
 import time
 from dataclasses import dataclass
 
-from sidecar_gateway.upstream.connection import UpstreamConnection
+from sidecar_gateway.upstream.connection import Deadlines, UpstreamConnection
 from sidecar_gateway.upstream.errors import ConnectFailed, UpstreamTimeout
 
 
@@ -35,7 +35,9 @@ class ConnectionPool:
         port: int,
         limits: PoolLimits = DEFAULT_LIMITS,
         ssl: ssl_module.SSLContext | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
+        self.deadlines = deadlines or Deadlines()
         self.host = host
         self.port = port
         self.limits = limits
@@ -65,7 +67,7 @@ class ConnectionPool:
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(loop),
+                    lambda: UpstreamConnection(loop, self.deadlines),
                     self.host,
                     self.port,
                     ssl=self.ssl,
