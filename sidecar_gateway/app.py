@@ -68,11 +68,12 @@ class ProxyApp:
             return
         self.in_flight += 1
         try:
-            await self._proxy(scope, receive, send)
+            await self.proxy(scope, receive, send)
         finally:
             self.in_flight -= 1
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Forward one HTTP request and its response; record it for telemetry."""
         t0 = time.monotonic()
         wall = time.time()
         method: str = scope["method"]
