@@ -14,7 +14,9 @@ would let two malformed lines join into one "valid" element, so lines are valida
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from pydantic import ValidationError
 
@@ -132,7 +134,9 @@ def describe(exc: ValidationError) -> str:
 
 def parse_ndjson(text: bytes, max_reported: int = MAX_REPORTED_REJECTIONS) -> ParsedBatch:
     out = ParsedBatch()
-    validate = AccessEvent.model_validate_json
+    # The model's core validator, called directly: model_validate_json is this plus a Python
+    # wrapper, which costs a few percent of the per-line budget.
+    validate = cast("Callable[[bytes], AccessEvent]", AccessEvent.__pydantic_validator__.validate_json)
     events = out.events
     lines = out.lines
     for number, raw in enumerate(text.split(b"\n"), start=1):

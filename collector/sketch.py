@@ -22,6 +22,7 @@ Memory is a dict of the buckets in use: a range of 1 us to 100 s at a = 0.005 is
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 
@@ -68,37 +69,47 @@ class QuantileSketch:
 
     def add_many(self, values: Iterable[float]) -> None:
         """Add values; rejects negatives, NaN and infinities (a latency is none of these)."""
-        bins = self._bins
+        batch = values if isinstance(values, list) else list(values)
+        if not batch:
+            return
+        # Fast path, the ingest hot loop: builtins (min, max, sum, Counter) do the per-value work
+        # in C. A NaN anywhere makes the sum NaN, so one check covers every value.
+        total = sum(batch)
+        lo = min(batch)
+        if not (lo >= 0.0 and total < math.inf):
+            self._add_checked(batch)
+            return
         inv = self._inv_log_gamma
         log = math.log
         ceil = math.ceil
-        zeros = 0
-        n = 0
-        total = 0.0
-        lo = self.min
-        hi = self.max
-        try:
-            for v in values:
-                if v > 0.0 and v != math.inf:
-                    k = ceil(log(v) * inv)
-                    bins[k] = bins.get(k, 0) + 1
-                elif v == 0.0:
-                    zeros += 1
-                else:
-                    raise ValueError(f"a sketch counts finite values >= 0, got {v!r}")
-                n += 1
-                total += v
-                if v < lo:
-                    lo = v
-                if v > hi:
-                    hi = v
-        finally:
-            # Values before a bad one stay counted, consistently with their buckets.
-            self.zero_count += zeros
-            self.count += n
-            self.sum += total
-            self.min = lo
-            self.max = hi
+        if lo > 0.0:
+            keys = Counter([ceil(log(v) * inv) for v in batch])
+        else:
+            keys = Counter([ceil(log(v) * inv) for v in batch if v > 0.0])
+            self.zero_count += len(batch) - keys.total()
+        bins = self._bins
+        for k, c in keys.items():
+            bins[k] = bins.get(k, 0) + c
+        self.count += len(batch)
+        self.sum += total
+        self.min = min(self.min, lo)
+        self.max = max(self.max, max(batch))
+
+    def _add_checked(self, values: list[float]) -> None:
+        """One value at a time; raises at the first value that is not a latency. The values before
+        it stay counted, consistently with their buckets."""
+        for v in values:
+            if not (v >= 0.0 and v < math.inf):
+                raise ValueError(f"a sketch counts finite values >= 0, got {v!r}")
+            if v == 0.0:
+                self.zero_count += 1
+            else:
+                k = self.key(v)
+                self._bins[k] = self._bins.get(k, 0) + 1
+            self.count += 1
+            self.sum += v
+            self.min = min(self.min, v)
+            self.max = max(self.max, v)
 
     def merge(self, other: QuantileSketch) -> None:
         """Add ``other``'s counts to this sketch (both must have the same accuracy)."""
