@@ -361,3 +361,23 @@ def test_control_characters_in_upstream_headers_give_502() -> None:
     ):
         r = request(gw.url, "GET", "/")
         assert (r.status, r.json()["error"]) == (502, "upstream_protocol")
+
+
+def test_forwarded_headers_from_an_untrusted_peer_are_not_believed(
+    upstream: RunningUpstream, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    cfg = make_config(
+        one_route(upstream.address),
+        trusted_proxies=["10.0.0.0/8"],  # the test client (127.0.0.1) is not a trusted proxy
+        telemetry={"access_log": {"enabled": True, "path": str(log)}},
+    )
+    with gateway_thread(cfg) as gw:
+        r = request(
+            gw.url, "GET", "/echo", headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"}
+        )
+        h = echo_headers(r.json())
+        assert h["x-forwarded-for"] == ["6.6.6.6, 127.0.0.1"]  # passed on, with the real peer appended
+        assert h["x-forwarded-proto"] == ["http"]  # not taken from an untrusted peer
+    (event,) = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
+    assert event.source_ip == "127.0.0.1"
