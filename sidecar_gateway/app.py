@@ -197,7 +197,11 @@ class ProxyApp:
         status = conn.status
         backend.connect_ok = True
         out_headers = strip_response_hop_by_hop(conn.headers)
-        out_headers.append((b"x-request-id", request_id))
+        for name, _ in out_headers:
+            if name == b"x-request-id":
+                break  # the upstream echoed it already
+        else:
+            out_headers.append((b"x-request-id", request_id))
         error: str | None = None
         response_bytes = 0
         disconnect_watch: asyncio.Future[Message] | None = None

@@ -21,6 +21,7 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: bytes
+    raw_headers: list[tuple[str, str]]
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -46,7 +47,8 @@ def request(
         c.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
         resp = c.getresponse()
         data = resp.read()
-        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+        raw = [(k.lower(), v) for k, v in resp.getheaders()]
+        return Reply(resp.status, dict(raw), data, raw)
     finally:
         if own:
             c.close()

@@ -96,6 +96,10 @@ def test_headers_are_forwarded_rewritten_and_stripped(upstream: RunningUpstream)
         assert "keep-alive" not in r.headers and "proxy-authenticate" not in r.headers
         assert r.headers["x-request-id"] == "req-123"
 
+        r = request(gw.url, "GET", "/echo-rid", headers={"X-Request-ID": "req-9"})
+        assert r.headers["x-request-id"] == "req-9"  # echoed by the upstream; not doubled
+        assert r.raw_headers.count(("x-request-id", "req-9")) == 1
+
         r = request(gw.url, "GET", "/echo", headers={"X-Request-ID": "bad id <script>"})
         rid = echo_headers(r.json())["x-request-id"][0]
         assert re.fullmatch(r"[0-9a-f]{32}", rid) and r.headers["x-request-id"] == rid

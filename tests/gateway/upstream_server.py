@@ -66,6 +66,10 @@ def _app(stats: UpstreamStats) -> web.Application:
             headers={"X-Upstream": "yes", "Keep-Alive": "timeout=30", "Proxy-Authenticate": "Basic"},
         )
 
+    async def echo_rid(request: web.Request) -> web.Response:
+        await count(request)
+        return web.Response(text="rid", headers={"X-Request-ID": request.headers.get("X-Request-ID", "")})
+
     async def bytes_(request: web.Request) -> web.StreamResponse:
         await count(request)
         n = int(request.query.get("n", "0"))
@@ -110,6 +114,7 @@ def _app(stats: UpstreamStats) -> web.Application:
     app.router.add_route("*", "/echo", echo)
     app.router.add_route("*", "/api/echo", echo)
     app.router.add_route("*", "/echo/{tail:.*}", echo)
+    app.router.add_get("/echo-rid", echo_rid)
     app.router.add_get("/bytes", bytes_)
     app.router.add_post("/upload", upload)
     app.router.add_put("/upload", upload)
