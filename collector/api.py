@@ -5,6 +5,7 @@
   GET  /api/v1/stats       ?window=1m|5m|1h|total (default 5m) -> per-route figures
   GET  /metrics            the same figures for Prometheus, plus ingest counters
   GET  /healthz            liveness, with the store queue depth
+  GET  /live               a small live view (one static page that polls /api/v1/stats)
 
 Only glue lives here: decoding and validation are in :mod:`collector.ingest`, the windows in
 :mod:`collector.windows`, the figures in :mod:`collector.stats`, the store behind
@@ -18,10 +19,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from importlib import resources
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -45,6 +47,10 @@ from collector.windows import BatchFigures, Clock, SlidingWindows, WindowName, f
 # validated on a worker thread, so a large batch (~13 us of validation per event) does not stall
 # /metrics and /healthz; smaller ones are cheaper inline than the thread hop (~100 us).
 INLINE_BODY_BYTES = 16 * 1024
+
+
+# The live view is one self-contained page (no external assets: it must work offline).
+LIVE_PAGE = resources.files("collector").joinpath("live.html").read_text(encoding="utf-8")
 
 
 class IngestAccepted(BaseModel):
@@ -196,5 +202,13 @@ def create_app(
             store_pending=writer.pending if writer else 0,
             store_written=writer.written if writer else 0,
         )
+
+    @app.get("/live", response_class=HTMLResponse)
+    async def live() -> HTMLResponse:
+        return HTMLResponse(LIVE_PAGE, headers={"cache-control": "no-cache"})
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/live")
 
     return app

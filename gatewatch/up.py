@@ -425,6 +425,7 @@ def run_up(opts: UpOptions) -> int:
         print(
             f"gateway     {gateway_url}\n"
             f"  metrics   {admin_url}/metrics\n"
+            f"live view   {collector_url}/live\n"
             f"collector   {collector_url}/api/v1/stats?window=total\n"
             f"  metrics   {collector_url}/metrics\n"
             f"configs     {gw_path}  {col_path}\n"
