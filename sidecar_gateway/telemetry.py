@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from gatewatch.catalog import LATENCY_BUCKETS
 from sidecar_gateway.access_log import AccessLogWriter
 from sidecar_gateway.forwarding import TrustedProxies
-from sidecar_gateway.records import KNOWN_METHODS, RequestRecord, event_line
+from sidecar_gateway.records import KNOWN_METHODS, EventEncoder, RequestRecord
 from sidecar_gateway.shipper import Shipper
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class TelemetryHub:
         self.capacity = record_capacity
         self.buckets = buckets
         self.agg = Aggregates()
+        self.encoder = EventEncoder(instance, trusted)
         self._records: list[RequestRecord] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -112,28 +113,28 @@ class TelemetryHub:
         )
         # Inlined on purpose: this loop runs once per request.
         for rec in records:
-            method = rec.method if rec.method in KNOWN_METHODS else "OTHER"
-            route = rec.route
-            requests[(route, method, rec.status)] += 1
+            duration, route, method, status, error, backend, upstream = rec[1:8]
+            if method not in KNOWN_METHODS:
+                method = "OTHER"
+            requests[(route, method, status)] += 1
             key = (route, method)
             hist = durations.get(key)
             if hist is None:
                 hist = durations[key] = Histogram.empty(n_buckets)
-            hist.counts[bisect_left(buckets, rec.duration)] += 1
-            hist.total += rec.duration
-            status, error = rec.status, rec.error
+            hist.counts[bisect_left(buckets, duration)] += 1
+            hist.total += duration
             if status >= 500 or (error is not None and error != "client_disconnect"):
                 errors[(route, error or "upstream_5xx")] += 1
-            if rec.backend is not None and rec.upstream_duration is not None:
-                bkey = (route, rec.backend)
+            if backend is not None and upstream is not None:
+                bkey = (route, backend)
                 bhist = backend_times.get(bkey)
                 if bhist is None:
                     bhist = backend_times[bkey] = Histogram.empty(n_buckets)
-                bhist.counts[bisect_left(buckets, rec.upstream_duration)] += 1
-                bhist.total += rec.upstream_duration
+                bhist.counts[bisect_left(buckets, upstream)] += 1
+                bhist.total += upstream
         if self.access_log is not None or self.shipper is not None:
-            instance, trusted = self.instance, self.trusted
-            lines = [event_line(rec, instance, trusted) for rec in records]
+            encode = self.encoder.encode
+            lines = [encode(rec) for rec in records]
             if self.access_log is not None and not self.access_log.submit(b"\n".join(lines) + b"\n"):
                 agg.dropped["access_log"] += len(lines)
             if self.shipper is not None:
