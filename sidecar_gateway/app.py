@@ -151,7 +151,11 @@ class ProxyApp:
         conn: UpstreamConnection | None = None
         t_up = 0.0
         try:
-            conn, reused = await backend.pool.acquire(timeouts.connect)
+            # take_idle first: a coroutine call per request is measurable on this path.
+            conn = backend.pool.take_idle()
+            reused = conn is not None
+            if conn is None:
+                conn = await backend.pool.connect(timeouts.connect)
             while True:
                 t_up = time.monotonic()
                 conn.begin(is_head)

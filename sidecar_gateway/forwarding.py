@@ -59,17 +59,25 @@ def strip_hop_by_hop(headers: Sequence[Header]) -> list[Header]:
 
 
 def strip_response_hop_by_hop(headers: Sequence[Header]) -> list[Header]:
-    """Like :func:`strip_hop_by_hop` for headers whose names are already lower case (fast path)."""
-    named: frozenset[bytes] = frozenset()
-    for name, _ in headers:
-        if name == b"connection":
-            named = connection_tokens(headers)
-            break
-    return [
-        (n, v)
-        for n, v in headers
-        if not (n in HOP_BY_HOP or n.startswith(b"proxy-") or (named and n in named))
-    ]
+    """Like :func:`strip_hop_by_hop` for headers whose names are already lower case.
+
+    One pass (this runs for every response): a Connection header that names more than the
+    usual keep-alive/close triggers a second, filtering pass.
+    """
+    out: list[Header] = []
+    named: frozenset[bytes] | None = None
+    for header in headers:
+        name = header[0]
+        if name in HOP_BY_HOP:
+            if name == b"connection" and header[1] not in _PLAIN_CONNECTION:
+                named = connection_tokens(headers)
+            continue
+        if name[:6] == b"proxy-":
+            continue
+        out.append(header)
+    if named:
+        out = [h for h in out if h[0] not in named]
+    return out
 
 
 def sane_request_id(value: bytes | None) -> bool:

@@ -278,11 +278,17 @@ class UpstreamConnection(asyncio.Protocol):
                 raise self._error
             if self.closed:
                 raise ConnectionClosed("upstream closed the connection before responding")
+            # The wait is inlined (not self._wait) because this runs once per request.
             waiter = self.loop.create_future()
             self._waiter = waiter
+            self.deadline = self.loop.time() + timeout
+            self._timeout_reason = "no response from upstream in time"
+            deadlines = self.deadlines
+            deadlines.add(self)
             try:
-                await self._wait(waiter, timeout, "no response from upstream in time")
+                await waiter
             finally:
+                deadlines.discard(self)
                 self._waiter = None
         if self._error is not None and not self.head_done:
             raise self._error
