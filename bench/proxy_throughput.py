@@ -112,6 +112,25 @@ def wrk(url: str, duration: int, connections: int, threads: int) -> Result:
     return Result(url, rps, p99.group(1) if p99 else "?", requests)
 
 
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def latency(url: str, duration: int) -> tuple[float, float]:
+    """(p50, p99) in ms with one connection, one request at a time: the added-latency view."""
+    out = subprocess.run(
+        ["wrk", "-t", "1", "-c", "1", "-d", f"{duration}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    p50 = re.search(r"50%\s+(\S+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    assert p50 and p99, out
+    return _ms(p50.group(1)), _ms(p99.group(1))
+
+
 def run_gateway(
     tmp: Path, name: str, upstream: int, sink: int, telemetry: bool
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -178,11 +197,14 @@ def main() -> int:
                 print(f"{name:<26} {r.rps:>10.0f} req/s   p99 {r.latency:>8}{cpu}", flush=True)
 
             measure("direct upstream (nginx)", f"http://127.0.0.1:{upstream}/")
+            lat: dict[str, tuple[float, float]] = {"direct": latency(f"http://127.0.0.1:{upstream}/", 5)}
             measure("nginx proxy (1 worker)", f"http://127.0.0.1:{proxy}/")
             for name, telemetry in (("gateway telemetry off", False), ("gateway telemetry on", True)):
                 gw, port = run_gateway(tmp, name.replace(" ", "-"), upstream, sink, telemetry)
                 try:
                     measure(name, f"http://127.0.0.1:{port}/", gw.pid)
+                    if telemetry:
+                        lat["gateway"] = latency(f"http://127.0.0.1:{port}/", 5)
                 finally:
                     code = stop(gw)
                 if code != 0:
@@ -202,6 +224,9 @@ def main() -> int:
     print(f"telemetry on / off:          {on / off:6.1%}   (target >= 90%)")
     print(f"telemetry on / nginx proxy:  {on / nginx_rps:6.1%}   (target >= 50%)")
     print(f"telemetry off / nginx proxy: {off / nginx_rps:6.1%}")
+    (d50, d99), (g50, g99) = lat["direct"], lat["gateway"]
+    print(f"added latency, 1 connection: p50 {g50 - d50:.2f} ms (target <= 1)", end="")
+    print(f", p99 {g99 - d99:.2f} ms (target <= 3)")
     cpu_on = results["gateway telemetry on"].cpu_us_per_request
     cpu_off = results["gateway telemetry off"].cpu_us_per_request
     if cpu_on and cpu_off:
