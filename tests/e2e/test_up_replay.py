@@ -8,6 +8,7 @@ straight from the file.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 from collections import Counter
@@ -86,6 +87,21 @@ def test_up_replays_the_apache_log_and_the_collector_counts_every_request(tmp_pa
     assert any(p.suffix == ".json" and p.exists() for p in written), out
     assert any(p.name.endswith(".rules.yml") and p.exists() for p in written), out
 
-    # The gateway's ECS access log has one line per request too.
+    # The gateway's ECS access log has one line per request too, and the collector's
+    # percentiles are within 1% of the exact percentiles of those very durations.
     access = (tmp_path / "up" / "logs" / "access.ndjson").read_text().splitlines()
     assert len(access) == parsed
+    durations: dict[str, list[float]] = {}
+    for line in access:
+        event = json.loads(line)
+        durations.setdefault(event["gateway.route"], []).append(event["event.duration"] / 1e6)
+    assert set(durations) == set(routes)
+    worst = 0.0
+    for name, values in durations.items():
+        values.sort()
+        for q, key in ((0.5, "p50_ms"), (0.95, "p95_ms"), (0.99, "p99_ms")):
+            exact = values[math.floor(q * (len(values) - 1))]  # the rank the sketch documents
+            error = abs(routes[name][key] - exact) / exact
+            worst = max(worst, error)
+            assert error <= 0.01, (name, key, routes[name][key], exact)
+    print(f"worst relative percentile error over {len(routes)} routes: {worst:.4%}")
