@@ -19,18 +19,16 @@ from gatewatch.configfile import ConfigError, load_config
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
-    from sidecar_gateway.server import run
-
     from sidecar_gateway.config import GatewayConfig
+    from sidecar_gateway.server import run
 
     run(load_config(GatewayConfig, args.config))
     return 0
 
 
 def _cmd_collector(args: argparse.Namespace) -> int:
-    from collector.server import run
-
     from collector.config import CollectorConfig
+    from collector.server import run
 
     run(load_config(CollectorConfig, args.config))
     return 0

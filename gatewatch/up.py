@@ -361,11 +361,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def run_up(opts: UpOptions) -> int:
     from alerts.generate import write_all as write_alerts
-    from dashboards.generate import write_all as write_dashboards
-    from traffic.replay import TrafficResult, replay_file, run_synthetic
-
     from collector.config import CollectorConfig
+    from dashboards.generate import write_all as write_dashboards
     from sidecar_gateway.config import GatewayConfig
+    from traffic.replay import TrafficResult, replay_file, run_synthetic
 
     if opts.replay is not None and not opts.replay.is_file():
         print(f"gatewatch up: --replay {opts.replay}: no such file", file=sys.stderr)
