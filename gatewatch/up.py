@@ -470,8 +470,8 @@ def run_up(opts: UpOptions) -> int:
     # Children are stopped (gateway first, its queue flushed) before the summary is printed.
     print()
     print(render_table(summary))
-    if result is not None and result.transport_errors:
-        print(f"transport errors: {result.transport_errors}")
+    if result is not None:
+        print(result.describe())  # rate, bytes, statuses, transport errors, unparsed lines and why
     if opts.summary_json is not None:
         opts.summary_json.parent.mkdir(parents=True, exist_ok=True)
         opts.summary_json.write_text(json.dumps(summary.model_dump(), indent=2) + "\n")
