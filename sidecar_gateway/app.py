@@ -232,6 +232,10 @@ class ProxyApp:
                 if body_done:
                     # The request body is consumed, so receive() now only reports a disconnect.
                     disconnect_watch = asyncio.ensure_future(receive())
+                if not chunk:
+                    # The front server writes the head with the first body message: send one
+                    # now, so the client sees the head before the upstream sends any body.
+                    await send({"type": "http.response.body", "body": b"", "more_body": True})
                 while True:
                     if chunk:
                         response_bytes += len(chunk)

@@ -1,0 +1,472 @@
+"""The proxy's client-facing HTTP/1.1 server: an ASGI server protocol on httptools.
+
+uvicorn still runs the listener (sockets, signals, graceful shutdown); this class replaces its
+``HttpToolsProtocol`` for the proxy port only (``uvicorn.Config(http=FrontProtocol)``). It keeps
+that protocol's observable behaviour (ASGI 3 scope, 100-continue, pipelining, keep-alive
+timeout, 400 on unparsable requests, 500 when the app fails before its response, flow control
+both ways, graceful shutdown) and drops per-request work that a proxy pays for at every request:
+
+- the response head is written together with the first body message: one ``send`` syscall for
+  a whole small response instead of two (the app must follow ``http.response.start`` with a
+  body message without waiting on anything else, which ``ProxyApp`` does);
+- no loop timer per request for the keep-alive timeout: one timer per connection, re-armed
+  from the idle time when it fires (a timer costs ~3.6 us on uvloop, two per request before);
+- no ``asyncio.Event`` per request (a future only when ``receive()`` must really wait);
+- response headers are checked for forbidden bytes with two regex searches per response, not
+  two per header; a head the checks refuse raises ``RuntimeError`` *before* the response
+  counts as started, so the app can still answer 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import re
+import urllib.parse
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
+from uvicorn.server import ServerState
+
+log = logging.getLogger("uvicorn.error")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[object]]
+
+HIGH_WATER = 65536  # request body bytes buffered before reading pauses (uvicorn's limit)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
+
+# The bytes uvicorn refuses in header names and values. Names are joined with "a" and values
+# with a tab (both allowed where they are joined) so that one search covers every header.
+_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
+_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
+_STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
+
+
+class _Cycle:
+    """One request and its response on a connection."""
+
+    __slots__ = ("body", "chunked", "complete", "conn", "disconnected", "expect_100", "head", "is_head",
+                 "keep_alive", "more_body", "ready", "remaining", "scope", "started", "waiter")  # fmt: skip
+
+    def __init__(
+        self, conn: FrontProtocol, scope: dict[str, Any], keep_alive: bool, expect_100: bool
+    ) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_100 = expect_100
+        self.is_head = scope["method"] == "HEAD"
+        self.body = b""
+        self.more_body = True
+        self.ready = False  # something for receive(): body bytes, the end, a disconnect
+        self.waiter: asyncio.Future[None] | None = None
+        self.disconnected = False
+        self.started = False
+        self.complete = False
+        self.chunked = False
+        self.remaining = 0  # Content-Length bytes still to send
+        self.head: bytes | None = None  # written with the first body message
+
+    def wake(self) -> None:
+        self.ready = True
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def run(self, app: App) -> None:
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            log.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.started:
+                await self._send_500()
+            else:
+                self.conn.transport.close()
+        else:
+            if result is not None:
+                log.error("ASGI callable should return None, but returned '%s'.", result)
+                self.conn.transport.close()
+            elif not self.started and not self.disconnected:
+                log.error("ASGI callable returned without starting response.")
+                await self._send_500()
+            elif not self.complete and not self.disconnected:
+                log.error("ASGI callable returned without completing response.")
+                self.conn.transport.close()
+
+    async def _send_500(self) -> None:
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", b"21"),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
+
+    # ---- ASGI ------------------------------------------------------------------------------------
+    async def receive(self) -> Message:
+        conn = self.conn
+        if self.expect_100:
+            self.expect_100 = False
+            if not conn.transport.is_closing():
+                conn.transport.write(_CONTINUE)
+        if not self.disconnected and not self.complete:
+            conn.resume_reading()
+            if not self.ready:
+                waiter = self.waiter = conn.loop.create_future()
+                try:
+                    await waiter
+                finally:
+                    self.waiter = None
+            self.ready = False
+        if self.disconnected or self.complete:
+            return {"type": "http.disconnect"}
+        body, self.body = self.body, b""
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    async def send(self, message: Message) -> None:
+        conn = self.conn
+        if conn.write_paused and not self.disconnected:
+            await conn.drain()
+        if self.disconnected:
+            return
+        if not self.started:
+            if message["type"] != "http.response.start":
+                raise RuntimeError(
+                    f"Expected ASGI message 'http.response.start', but got '{message['type']}'."
+                )
+            self._start(message["status"], message.get("headers", ()))
+            return
+        if self.complete:
+            raise RuntimeError(
+                f"Unexpected ASGI message '{message['type']}' sent, after response already completed."
+            )
+        if message["type"] != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message['type']}'.")
+        body: bytes = message.get("body", b"")
+        more_body: bool = message.get("more_body", False)
+        head = self.head
+        if head is not None:
+            self.head = None
+        if self.is_head:
+            self.remaining = 0
+            data = head or b""
+        elif self.chunked:
+            data = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            if not more_body:
+                data += b"0\r\n\r\n"
+            if head is not None:
+                data = head + data
+        else:
+            n = len(body)
+            if n > self.remaining:
+                raise RuntimeError("Response content longer than Content-Length")
+            self.remaining -= n
+            data = head + body if head is not None else body
+        if data:
+            conn.transport.write(data)
+        if not more_body:
+            if self.remaining != 0:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.complete = True
+            self.wake()
+            if not self.keep_alive:
+                conn.transport.close()
+            conn.response_complete(self)
+
+    def _start(self, status: int, headers: Any) -> None:
+        default = self.conn.default_headers
+        if default:
+            headers = [*default, *headers]
+        names = []
+        values = []
+        parts = [_STATUS_LINES.get(status) or _status_line(status)]
+        chunked: bool | None = None
+        has_close = False
+        for name, value in headers:
+            names.append(name)
+            values.append(value)
+            name = name.lower()
+            if name == b"content-length" and chunked is None:
+                self.remaining = int(value.decode())
+                chunked = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.remaining = 0
+                chunked = True
+            elif name == b"connection" and b"close" in [t.lower().strip() for t in value.split(b",")]:
+                self.keep_alive = False
+                has_close = True
+            parts += (name, b": ", value, b"\r\n")
+        if _BAD_NAME.search(b"a".join(names)):
+            raise RuntimeError("Invalid HTTP header name.")
+        if _BAD_VALUE.search(b"\t".join(values)):
+            raise RuntimeError("Invalid HTTP header value.")
+        if not self.keep_alive and not has_close:
+            parts.append(b"connection: close\r\n")
+        if chunked is None and not self.is_head and status not in (204, 304):
+            chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+        parts.append(b"\r\n")
+        self.chunked = bool(chunked)
+        self.started = True
+        self.expect_100 = False
+        self.head = b"".join(parts)
+
+
+class FrontProtocol(asyncio.Protocol):
+    """One client connection (uvicorn creates it with its config and server state)."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.app: App = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.root_path = config.root_path
+        self.keep_alive_timeout = float(config.timeout_keep_alive)
+        self.server_state = server_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.default_headers = server_state.default_headers
+        self.app_state = app_state
+        self.parser = httptools.HttpRequestParser(self)
+        with contextlib.suppress(AttributeError):  # older httptools
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.server: tuple[str, int | None] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.cycle: _Cycle | None = None  # the one being answered
+        self._parsing: _Cycle | None = None  # the one whose body the parser is reading
+        self.pipeline: deque[_Cycle] = deque()
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._expect_100 = False
+        self._read_paused = False
+        self.write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._idle_since: float | None = None  # None while a request is arriving or answered
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # ---- asyncio.Protocol -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connections.add(self)  # type: ignore[arg-type]
+        self.transport = transport  # type: ignore[assignment]
+        self.server = get_local_addr(self.transport)
+        self.client = get_remote_addr(self.transport)
+        self.scheme = "https" if is_ssl(self.transport) else "http"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        cycle = self.cycle
+        if cycle is not None:
+            if not cycle.complete:
+                cycle.disconnected = True
+            cycle.wake()
+        for queued in self.pipeline:
+            queued.disconnected = True
+        self._resume_writers()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if exc is None:
+            self.transport.close()
+
+    def eof_received(self) -> None:
+        pass
+
+    def data_received(self, data: bytes) -> None:
+        self._idle_since = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            log.warning(msg)
+            self._send_400(msg)
+        except httptools.HttpParserUpgrade:
+            # No protocol switching here: the request went to the app as plain HTTP.
+            log.warning("Unsupported upgrade request.")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self._resume_writers()
+
+    def _resume_writers(self) -> None:
+        self.write_paused = False
+        w = self._drain_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def drain(self) -> None:
+        waiter = self._drain_waiter = self.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._drain_waiter = None
+
+    def pause_reading(self) -> None:
+        if not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    # ---- httptools callbacks ----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._expect_100 = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        # llhttp keeps trailing whitespace, which RFC 9110 5.5 excludes from the value.
+        value = value.rstrip(b" \t")
+        if name == b"expect" and value.lower() == b"100-continue":
+            self._expect_100 = True
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        url = self._url
+        if b"?" in url or b"%" in url or url[:1] != b"/":
+            parsed = httptools.parse_url(url)
+            raw_path: bytes = parsed.path
+            query: bytes = parsed.query or b""
+            path = raw_path.decode("ascii")
+            if "%" in path:
+                path = urllib.parse.unquote(path)
+        else:
+            raw_path, query, path = url, b"", url.decode("ascii")
+        http_version = parser.get_http_version()
+        root = self.root_path
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": parser.get_method().decode("ascii"),
+            "root_path": root,
+            "path": root + path if root else path,
+            "raw_path": root.encode("ascii") + raw_path if root else raw_path,
+            "query_string": query,
+            "headers": self._headers,
+        }
+        if self.app_state:
+            scope["state"] = self.app_state.copy()
+        keep_alive = http_version != "1.0" and parser.should_keep_alive()
+        cycle = self._parsing = _Cycle(self, scope, keep_alive, self._expect_100)
+        current = self.cycle
+        if current is None or current.complete:
+            self._start(cycle)
+        else:
+            # A pipelined request: answered once the one before it is.
+            self.pause_reading()
+            self.pipeline.append(cycle)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self._parsing
+        if cycle is None or cycle.complete:
+            return
+        cycle.body = cycle.body + body if cycle.body else body
+        if len(cycle.body) > HIGH_WATER:
+            self.pause_reading()
+        cycle.wake()
+
+    def on_message_complete(self) -> None:
+        cycle = self._parsing
+        if cycle is None or cycle.complete:
+            return
+        cycle.more_body = False
+        cycle.wake()
+
+    # ---- cycles -----------------------------------------------------------------------------------
+    def _start(self, cycle: _Cycle) -> None:
+        self.cycle = cycle
+        task = self.loop.create_task(cycle.run(self.app))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def response_complete(self, cycle: _Cycle) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.resume_reading()
+        if self.pipeline:
+            self._start(self.pipeline.popleft())
+            return
+        self._idle_since = self.loop.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.loop.call_later(self.keep_alive_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        """The keep-alive timeout: close after ``timeout_keep_alive`` seconds without a request."""
+        self._idle_timer = None
+        since = self._idle_since
+        if since is None or self.transport.is_closing():
+            return  # busy (re-armed when idle again) or gone
+        left = since + self.keep_alive_timeout - self.loop.time()
+        if left <= 0:
+            self.transport.close()
+        else:
+            self._idle_timer = self.loop.call_later(left, self._check_idle)
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: close when idle, else after the current response."""
+        cycle = self.cycle
+        if cycle is None or cycle.complete:
+            self.transport.close()
+        else:
+            cycle.keep_alive = False
+
+    def _send_400(self, msg: str) -> None:
+        parts = [_STATUS_LINES[400]]
+        for name, value in self.default_headers:
+            parts += (name, b": ", value, b"\r\n")
+        body = msg.encode("ascii")
+        parts += (
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        )
+        self.transport.write(b"".join(parts))
+        self.transport.close()

@@ -1,0 +1,223 @@
+"""FrontProtocol (the proxy port's HTTP/1.1 server) on a real uvicorn listener, over raw sockets.
+
+A small ASGI app stands in for the proxy so each behaviour the protocol must keep from
+uvicorn's own (pipelining, 100-continue, HTTP/1.0, HEAD, keep-alive timeout, 400/500, refused
+response heads) is checked byte for byte.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+import uvloop
+
+from sidecar_gateway.front import FrontProtocol
+from tests.support.procs import free_port
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+    if path == "/boom":
+        raise ValueError("app failure")
+    if path == "/bad-header":
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"x-bad", b"a\x01b")]})
+        except RuntimeError:
+            await send({"type": "http.response.start", "status": 502, "headers": [(b"content-length", b"7")]})
+            await send({"type": "http.response.body", "body": b"refused"})
+        return
+    if path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"one", b"", b"two"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    text = f"{scope['method']} {path} q={scope['query_string'].decode()} len={len(body)}".encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(text))]}
+    )
+    await send({"type": "http.response.body", "body": text})
+
+
+@contextmanager
+def front_server(keep_alive: int = 30) -> Iterator[int]:
+    port = free_port()
+    config = uvicorn.Config(
+        _app, host="127.0.0.1", port=port, http=FrontProtocol, lifespan="off", log_config=None,
+        timeout_keep_alive=keep_alive, server_header=False, date_header=False,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    loop = uvloop.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        threading.Event().wait(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        loop.close()
+
+
+def _connect(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return s
+
+
+def _read_until_closed(s: socket.socket) -> bytes:
+    out = b""
+    while chunk := s.recv(65536):
+        out += chunk
+    return out
+
+
+def _read_exact_responses(s: socket.socket, n: int) -> list[bytes]:
+    """n responses that all carry Content-Length."""
+    buf = b""
+    out: list[bytes] = []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            assert chunk, (out, buf)
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        while len(rest) < length:
+            chunk = s.recv(65536)
+            assert chunk
+            rest += chunk
+        out.append(head + b"\r\n\r\n" + rest[:length])
+        buf = rest[length:]
+    return out
+
+
+def test_pipelined_requests_are_answered_in_order_head_and_body_in_one_piece() -> None:
+    with front_server() as port, _connect(port) as s:
+        s.sendall(
+            b"GET /a?x=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+            b"GET /c%20d HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        first, second, third = _read_exact_responses(s, 3)
+    assert first.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 18\r\n\r\n")
+    assert first.endswith(b"GET /a q=x=1 len=0")
+    assert second.endswith(b"POST /b q= len=5")
+    assert third.endswith(b"GET /c d q= len=0")
+
+
+def test_expect_100_continue_then_body() -> None:
+    with front_server() as port, _connect(port) as s:
+        s.sendall(b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"abc")
+        (resp,) = _read_exact_responses(s, 1)
+    assert resp.endswith(b"PUT /up q= len=3")
+
+
+def test_http_10_closes_and_head_has_no_body() -> None:
+    with front_server() as port:
+        with _connect(port) as s:
+            s.sendall(b"GET /old HTTP/1.0\r\n\r\n")
+            resp = _read_until_closed(s)
+        assert resp.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\nconnection: close\r\n\r\n")
+        with _connect(port) as s:
+            s.sendall(
+                b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n"
+                b"GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            )
+            resp = _read_until_closed(s)
+        head_resp, rest = resp.split(b"\r\n\r\n", 1)
+        assert head_resp.startswith(b"HTTP/1.1 200 OK") and b"content-length: 16" in head_resp
+        assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b"GET /after q= len=0")
+
+
+def test_streamed_response_is_chunked() -> None:
+    with front_server() as port, _connect(port) as s:
+        s.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        resp = _read_until_closed(s)
+    assert resp == (
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"
+    )
+
+
+def test_garbage_gets_400_app_failure_gets_500_refused_head_lets_the_app_answer() -> None:
+    with front_server() as port:
+        with _connect(port) as s:
+            s.sendall(b"NOT HTTP\r\n\r\n")
+            assert _read_until_closed(s).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        with _connect(port) as s:
+            s.sendall(b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")
+            resp = _read_until_closed(s)
+            assert resp.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+            assert resp.endswith(b"\r\n\r\nInternal Server Error")
+        with _connect(port) as s:
+            s.sendall(b"GET /bad-header HTTP/1.1\r\nHost: t\r\n\r\n")
+            (resp,) = _read_exact_responses(s, 1)
+            assert resp == b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 7\r\n\r\nrefused"
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_timeout() -> None:
+    with front_server(keep_alive=1) as port, _connect(port) as s:
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        _read_exact_responses(s, 1)
+        s.settimeout(5)
+        assert s.recv(100) == b""  # closed by the server, not by our 5 s timeout
+
+
+def test_client_disconnect_reaches_a_waiting_receive() -> None:
+    seen: list[str] = []
+    done = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while True:
+            msg = await receive()
+            seen.append(msg["type"])
+            if msg["type"] == "http.disconnect":
+                done.set()
+                return
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=FrontProtocol, lifespan="off", log_config=None
+    )
+    server = uvicorn.Server(config)
+    loop = uvloop.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.02)
+        with _connect(port) as s:
+            s.sendall(b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+            threading.Event().wait(0.2)
+        assert done.wait(5)
+        assert seen[0] == "http.request" and seen[-1] == "http.disconnect"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        loop.close()
