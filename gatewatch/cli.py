@@ -20,17 +20,22 @@ from gatewatch.configfile import ConfigError, load_config
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
     from sidecar_gateway.config import GatewayConfig
+
+    # The config is checked before the server modules are imported: a mistake is reported at once.
+    config = load_config(GatewayConfig, args.config)
     from sidecar_gateway.server import run
 
-    run(load_config(GatewayConfig, args.config))
+    run(config)
     return 0
 
 
 def _cmd_collector(args: argparse.Namespace) -> int:
     from collector.config import CollectorConfig
+
+    config = load_config(CollectorConfig, args.config)
     from collector.server import run
 
-    run(load_config(CollectorConfig, args.config))
+    run(config)
     return 0
 
 
