@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Annotated
 
@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.config import CollectorConfig
 from collector.ingest import (
+    MAX_REPORTED_REJECTIONS,
     BodyError,
     ParsedBatch,
     check_content_encoding,
@@ -37,6 +38,7 @@ from collector.ingest import (
     decode_body,
     parse_ndjson,
 )
+from collector.limits import CardinalityLimit, drop_refused
 from collector.metrics import IngestCounters, build_registry
 from collector.stats import StatsResponse, build_stats
 from collector.store import EventStore, open_store
@@ -76,6 +78,7 @@ class Health(BaseModel):
     status: str
     events_ingested: int
     events_rejected: int
+    events_refused: int  # valid events refused by a cardinality limit (limits.* in the config)
     store_pending: int
     store_written: int
 
@@ -86,6 +89,7 @@ class CollectorState:
     windows: SlidingWindows
     counters: IngestCounters
     registry: CollectorRegistry
+    limit: CardinalityLimit
     writer: StoreWriter | None = None
     store: EventStore | None = field(default=None, repr=False)
 
@@ -114,10 +118,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _prepare(
-    body: bytes, gzip_header: bool, max_bytes: int, accuracy: float
+    body: bytes, gzip_header: bool, max_bytes: int, accuracy: float, not_after: datetime
 ) -> tuple[ParsedBatch, BatchFigures]:
     """Decode, validate and fold a body: everything about a batch that needs no shared state."""
-    parsed = parse_ndjson(decode_body(body, gzip_header, max_bytes))
+    parsed = parse_ndjson(decode_body(body, gzip_header, max_bytes), not_after=not_after)
     return parsed, fold_batch(parsed.events, accuracy)
 
 
@@ -128,7 +132,8 @@ def create_app(
     configured store (it is closed with the app)."""
     windows = SlidingWindows(config.sketch.relative_accuracy, clock)
     counters = IngestCounters()
-    state = CollectorState(config, windows, counters, build_registry(windows, counters), store=store)
+    limit = CardinalityLimit(config.limits.max_routes, config.limits.max_backends_per_route)
+    state = CollectorState(config, windows, counters, build_registry(windows, counters), limit, store=store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -160,19 +165,28 @@ def create_app(
             check_content_type(request.headers.get("content-type"))
             gzip_header = check_content_encoding(request.headers.get("content-encoding"))
             body = await _read_body(request, config.max_body_bytes)
-            args = (body, gzip_header, config.max_body_bytes, config.sketch.relative_accuracy)
+            # The real clock, not the windows' (injectable) one: this guards the store.
+            not_after = datetime.fromtimestamp(time.time() + config.limits.max_future_seconds, UTC)
+            args = (body, gzip_header, config.max_body_bytes, config.sketch.relative_accuracy, not_after)
             if len(body) > INLINE_BODY_BYTES:
                 parsed, figures = await run_in_threadpool(_prepare, *args)
             else:
                 parsed, figures = _prepare(*args)
         except BodyError as exc:
             return _error(exc.status, exc.message)
+        # On the event loop, between awaits: admitting new names and counting them is atomic.
+        refused_events = 0
+        refused = limit.check(figures.aggregates)
+        if refused:
+            parsed, figures, by_reason = drop_refused(parsed, figures, refused, MAX_REPORTED_REJECTIONS)
+            counters.refused.update(by_reason)
+            refused_events = sum(by_reason.values())
         accepted = len(parsed.events)
         if accepted:
             windows.add_figures(figures)
             await writer.submit(parsed.events, parsed.lines)
         counters.ingested += accepted
-        counters.rejected += parsed.rejected_total
+        counters.rejected += parsed.rejected_total - refused_events  # schema problems only
         if parsed.rejected_total:
             rejected = IngestRejected(
                 accepted=accepted,
@@ -199,6 +213,7 @@ def create_app(
             status="ok",
             events_ingested=counters.ingested,
             events_rejected=counters.rejected,
+            events_refused=sum(counters.refused.values()),
             store_pending=writer.pending if writer else 0,
             store_written=writer.written if writer else 0,
         )

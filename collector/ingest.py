@@ -16,6 +16,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import cast
 
 from pydantic import ValidationError
@@ -23,7 +24,11 @@ from pydantic import ValidationError
 from gatewatch.events import AccessEvent
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 MAX_REPORTED_REJECTIONS = 100
+# One rejection's text is bounded: some messages quote the offending value (e.g. a 16 KiB
+# "source.ip"), and 100 of them must not make the answer larger than the batch.
+MAX_ERROR_CHARS = 1000
 
 # Media types accepted for an ingest body. NDJSON has several names in the wild; a missing
 # Content-Type is accepted too (simple clients), anything else is a 415 that names these.
@@ -64,8 +69,14 @@ class ParsedBatch:
 
     events: list[AccessEvent] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)  # 1-based body line of each good event
     rejected: list[Rejection] = field(default_factory=list)  # at most MAX_REPORTED_REJECTIONS
     rejected_total: int = 0
+
+    def reject(self, line: int, error: str, max_reported: int = MAX_REPORTED_REJECTIONS) -> None:
+        self.rejected_total += 1
+        if len(self.rejected) < max_reported:
+            self.rejected.append(Rejection(line, error))
 
 
 def check_content_type(content_type: str | None) -> None:
@@ -129,26 +140,58 @@ def describe(exc: ValidationError) -> str:
             parts.append(f"{loc}: {err['msg']}")
         else:
             parts.append(err["msg"])
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
 
 
-def parse_ndjson(text: bytes, max_reported: int = MAX_REPORTED_REJECTIONS) -> ParsedBatch:
+def _without_bom(
+    line: bytes, validate: Callable[[bytes], AccessEvent]
+) -> tuple[AccessEvent, bytes] | ValidationError | None:
+    """A line that failed only because of a leading UTF-8 byte-order mark (Windows editors, some
+    log shippers put one at the start of a file): the event and the line without it."""
+    if not line.startswith(UTF8_BOM):
+        return None
+    stripped = line[len(UTF8_BOM) :].strip()
+    try:
+        return validate(stripped), stripped
+    except ValidationError as exc:
+        return exc
+
+
+def parse_ndjson(
+    text: bytes, max_reported: int = MAX_REPORTED_REJECTIONS, not_after: datetime | None = None
+) -> ParsedBatch:
+    """Validate every line. ``not_after`` (aware): events stamped later are rejected (a broken
+    gateway clock or a forged year-9999 event would otherwise sit in the store past retention)."""
     out = ParsedBatch()
     # The model's core validator, called directly: model_validate_json is this plus a Python
     # wrapper, which costs a few percent of the per-line budget.
     validate = cast("Callable[[bytes], AccessEvent]", AccessEvent.__pydantic_validator__.validate_json)
     events = out.events
     lines = out.lines
+    numbers = out.numbers
     for number, raw in enumerate(text.split(b"\n"), start=1):
         line = raw.strip()  # also drops a CRLF line end
         if not line:
             continue
         try:
-            events.append(validate(line))
+            event = validate(line)
         except ValidationError as exc:
-            out.rejected_total += 1
-            if len(out.rejected) < max_reported:
-                out.rejected.append(Rejection(number, describe(exc)))
+            retried = _without_bom(line, validate)
+            if not isinstance(retried, tuple):
+                out.reject(number, describe(retried or exc), max_reported)
+                continue
+            event, line = retried
+        if not_after is not None and event.timestamp > not_after:
+            out.reject(
+                number,
+                f"@timestamp: {event.timestamp.isoformat().replace('+00:00', 'Z')} is more than "
+                f"limits.max_future_seconds ahead of the collector's clock (latest accepted: "
+                f"{not_after.isoformat(timespec='seconds').replace('+00:00', 'Z')})",
+                max_reported,
+            )
             continue
+        events.append(event)
         lines.append(line)
+        numbers.append(number)
     return out

@@ -12,8 +12,9 @@ latency series (there is no latency to report).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -25,11 +26,13 @@ from gatewatch.catalog import (
     CIRCUIT_STATE_VALUES,
     COLLECTOR_CIRCUIT_STATE,
     COLLECTOR_EVENTS_INGESTED,
+    COLLECTOR_EVENTS_REFUSED,
     COLLECTOR_EVENTS_REJECTED,
     COLLECTOR_ROUTE_ERROR_RATIO,
     COLLECTOR_ROUTE_LATENCY,
     COLLECTOR_ROUTE_REQUESTS,
     COLLECTOR_ROUTE_RPS,
+    REFUSAL_REASONS,
     MetricSpec,
 )
 
@@ -39,7 +42,8 @@ class IngestCounters:
     """Lifetime ingest counts (the ``_total`` counters)."""
 
     ingested: int = 0
-    rejected: int = 0
+    rejected: int = 0  # lines that are not valid events
+    refused: Counter[str] = field(default_factory=Counter)  # valid events over a limit, by reason
 
 
 def _gauge(spec: MetricSpec, labels: tuple[str, ...] | None = None) -> GaugeMetricFamily:
@@ -65,6 +69,9 @@ class WindowMetrics(Collector):
             _gauge(COLLECTOR_CIRCUIT_STATE),
             CounterMetricFamily(COLLECTOR_EVENTS_INGESTED.base_name, COLLECTOR_EVENTS_INGESTED.help),
             CounterMetricFamily(COLLECTOR_EVENTS_REJECTED.base_name, COLLECTOR_EVENTS_REJECTED.help),
+            CounterMetricFamily(
+                COLLECTOR_EVENTS_REFUSED.base_name, COLLECTOR_EVENTS_REFUSED.help, labels=["reason"]
+            ),
         ]
 
     def collect(self) -> Iterable[Metric]:
@@ -96,6 +103,12 @@ class WindowMetrics(Collector):
         yield from (requests, rps, error_ratio, latency, circuit)
         yield _counter(COLLECTOR_EVENTS_INGESTED, self._counters.ingested, started)
         yield _counter(COLLECTOR_EVENTS_REJECTED, self._counters.rejected, started)
+        refused = CounterMetricFamily(
+            COLLECTOR_EVENTS_REFUSED.base_name, COLLECTOR_EVENTS_REFUSED.help, labels=["reason"]
+        )
+        for reason in REFUSAL_REASONS:  # every reason from the start, so rate() sees the first one
+            refused.add_metric([reason], self._counters.refused[reason], created=started)
+        yield refused
 
 
 def build_registry(windows: SlidingWindows, counters: IngestCounters) -> CollectorRegistry:

@@ -195,6 +195,13 @@ COLLECTOR_EVENTS_REJECTED = MetricSpec(
     "NDJSON lines the collector rejected because they did not match the event schema.",
     emitter=Emitter.COLLECTOR,
 )  # fmt: skip
+COLLECTOR_EVENTS_REFUSED = MetricSpec(
+    "gatewatch_collector_events_refused_total", MetricType.COUNTER,
+    "Valid access events the collector refused because a cardinality limit was reached.",
+    ("reason",), emitter=Emitter.COLLECTOR,
+)  # fmt: skip
+# The ``reason`` values of COLLECTOR_EVENTS_REFUSED: the collector config limit that was reached.
+REFUSAL_REASONS: tuple[str, ...] = ("max_routes", "max_backends_per_route")
 COLLECTOR_ROUTE_REQUESTS = MetricSpec(
     "gatewatch_route_requests", MetricType.GAUGE,
     "Requests seen for a route (or route and backend) within the sliding window.",
@@ -229,7 +236,8 @@ CATALOG = Catalog(
         TELEMETRY_QUEUE_DEPTH,
         PROCESS_CPU, PROCESS_RSS, PROCESS_OPEN_FDS, PROCESS_NETWORK_BYTES, PROCESS_DISK_BYTES,
         UP,
-        COLLECTOR_EVENTS_INGESTED, COLLECTOR_EVENTS_REJECTED, COLLECTOR_ROUTE_REQUESTS,
+        COLLECTOR_EVENTS_INGESTED, COLLECTOR_EVENTS_REJECTED, COLLECTOR_EVENTS_REFUSED,
+        COLLECTOR_ROUTE_REQUESTS,
         COLLECTOR_ROUTE_RPS, COLLECTOR_ROUTE_ERROR_RATIO, COLLECTOR_ROUTE_LATENCY,
         COLLECTOR_CIRCUIT_STATE,
     )
