@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
+import os
 import signal
 import socket
 import subprocess
@@ -19,10 +22,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import yaml
@@ -80,28 +83,75 @@ class UpOptions:
             gateway_port=args.gateway_port,
             admin_port=args.admin_port,
             collector_port=args.collector_port,
-            upstream_ports=(args.upstream_port, args.upstream_port + 1),
+            # Port 0 means "any free port" for both upstreams (0 + 1 would be port 1).
+            upstream_ports=(
+                args.upstream_port,
+                args.upstream_port + 1 if 0 < args.upstream_port < 65535 else 0,
+            ),
         )
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (0-65535)")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a whole number >= 1")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
 
 
 def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replay", metavar="FILE", help="Apache/nginx combined-format access log to replay")
     p.add_argument(
         "--speed",
-        type=float,
+        type=_positive,
         default=None,
         help="time compression for --replay: 60 plays a minute of log per second (default: flat out)",
     )
-    p.add_argument("--concurrency", type=int, default=32, help="requests in flight at once (default 32)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of synthetic traffic (default 30)")
-    p.add_argument("--rps", type=float, default=200.0, help="synthetic traffic rate (default 200/s)")
+    p.add_argument(
+        "--concurrency", type=_at_least_one, default=32, help="requests in flight at once (default 32)"
+    )
+    p.add_argument(
+        "--duration", type=_positive, default=30.0, help="seconds of synthetic traffic (default 30)"
+    )
+    p.add_argument("--rps", type=_positive, default=200.0, help="synthetic traffic rate (default 200/s)")
     p.add_argument("--exit-when-done", action="store_true", help="stop once the traffic has been sent")
     p.add_argument("--summary-json", metavar="PATH", help="write the per-route summary as JSON")
     p.add_argument("--workdir", default="var/up", help="configs, logs, event store and generated files")
-    p.add_argument("--gateway-port", type=int, default=8080)
-    p.add_argument("--admin-port", type=int, default=9901)
-    p.add_argument("--collector-port", type=int, default=9300)
-    p.add_argument("--upstream-port", type=int, default=8081, help="first of two demo upstream ports")
+    p.add_argument("--gateway-port", type=_port, default=8080)
+    p.add_argument("--admin-port", type=_port, default=9901)
+    p.add_argument("--collector-port", type=_port, default=9300)
+    p.add_argument(
+        "--upstream-port", type=_port, default=8081, help="first of two demo upstream ports (0: any free)"
+    )
+
+
+def up_parser() -> argparse.ArgumentParser:
+    """A parser with only the ``up`` options (the CLI adds them to its ``up`` subcommand)."""
+    p = argparse.ArgumentParser(prog="gatewatch up")
+    add_up_arguments(p)
+    return p
 
 
 # ---- summary ------------------------------------------------------------------------------------
@@ -279,18 +329,31 @@ class Stack:
         _wait_ready(child, ready_url, timeout)
         return child
 
+    def child(self, name: str) -> Child | None:
+        return next((c for c in self.children if c.name == name), None)
+
+    def stop_child(self, child: Child, timeout: float = 20.0) -> None:
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+            try:
+                child.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+
     def stop(self) -> None:
         # Started as upstreams, collector, gateway: stop in reverse so the gateway ships its last
         # events to a collector that is still up, and the collector stores them before it goes.
         for child in reversed(self.children):
-            if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-                try:
-                    child.proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    child.proc.kill()
-                    child.proc.wait()
+            self.stop_child(child)
         self.children.clear()
+
+    def kill(self) -> None:
+        """SIGKILL every child still running: the operator insisted (a second Ctrl-C)."""
+        for child in self.children:
+            if child.proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    child.proc.kill()
 
 
 def _tail(path: Path, n: int = 20) -> str:
@@ -324,36 +387,85 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
         return json.loads(resp.read())
 
 
-def wait_for_collector(stats_url: str, expected: int, timeout: float) -> dict[str, Any]:
-    """Poll the collector until it has ``expected`` requests in total (or the count stops moving)."""
-    deadline = time.monotonic() + timeout
-    stats: dict[str, Any] = {}
-    last, last_change = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        stats = get_json(stats_url)
-        seen = sum(r["requests"] for r in stats.get("routes", {}).values())
-        if seen >= expected:
-            return stats
-        if seen != last:
-            last, last_change = seen, time.monotonic()
-        elif time.monotonic() - last_change > 10.0:
-            break  # nothing new for 10 s: report what arrived rather than hang
-        time.sleep(0.2)
-    return stats
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: stop the traffic and the stack in order."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so children are stopped in order either way."""
+class _Signals:
+    """SIGINT and SIGTERM for the whole run, stopping included.
 
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    The first signal, while children start or traffic runs, raises :class:`Interrupted` and an
+    orderly stop follows. From then on (and once stopping has begun for any reason) a signal never
+    raises: an exception in the middle of stopping would abandon the children still running. A
+    further signal kills the children at once instead, so no process is ever left behind.
+    """
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def __init__(self, on_force: Callable[[], None]) -> None:
+        self._on_force = on_force
+        self.stopping = False
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if not self.stopping:
+            self.stopping = True
+            raise Interrupted(signum)
+        print("\nsignal while stopping: killing the child processes now", file=sys.stderr)
+        self._on_force()
+
+
+def _writable_dir(folder: Path) -> str | None:
+    """None if files can be created in ``folder`` (made if missing), else the reason."""
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".gatewatch-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def check_inputs(opts: UpOptions) -> str | None:
+    """The first problem with the options that would make the run fail, before anything starts."""
+    if opts.replay is not None:
+        path = opts.replay
+        if not path.exists():
+            return f"--replay {path}: no such file"
+        if not path.is_file():
+            return f"--replay {path}: not a regular file"
+        try:
+            with open(path, "rb") as f:
+                first = f.read(1)
+        except OSError as exc:
+            return f"--replay {path}: cannot read it: {exc.strerror}"
+        if not first:
+            return f"--replay {path}: the file is empty; nothing to replay"
+    reason = _writable_dir(opts.workdir)
+    if reason is not None:
+        return f"--workdir {opts.workdir}: cannot write there ({reason})"
+    if opts.summary_json is not None:
+        if opts.summary_json.is_dir():
+            return f"--summary-json {opts.summary_json}: cannot write there (it is a directory)"
+        reason = _writable_dir(opts.summary_json.parent)
+        if reason is not None:
+            return f"--summary-json {opts.summary_json}: cannot write there ({reason})"
+    return None
 
 
 # ---- the main job -------------------------------------------------------------------------------
@@ -366,8 +478,9 @@ def run_up(opts: UpOptions) -> int:
     from sidecar_gateway.config import GatewayConfig
     from traffic.replay import TrafficResult, replay_file, run_synthetic
 
-    if opts.replay is not None and not opts.replay.is_file():
-        print(f"gatewatch up: --replay {opts.replay}: no such file", file=sys.stderr)
+    problem = check_inputs(opts)
+    if problem is not None:
+        print(f"gatewatch up: {problem}", file=sys.stderr)
         return 2
     opts = resolve_ports(opts)
     work = opts.workdir
@@ -393,94 +506,129 @@ def run_up(opts: UpOptions) -> int:
     admin_url = f"http://{h}:{opts.admin_port}"
     collector_url = f"http://{h}:{opts.collector_port}"
     stack = Stack()
-    result: TrafficResult | None = None
+    # Filled in as the traffic goes, so an interrupted run still reports what it sent.
+    result = TrafficResult()
+    stats: dict[str, Any] = {}
     code = 0
-    with ExitStack() as cleanup, _sigterm_as_interrupt():
-        cleanup.callback(stack.stop)
+    with _Signals(stack.kill) as signals:
         try:
-            for i, port in enumerate(opts.upstream_ports):
+            try:
+                for i, port in enumerate(opts.upstream_ports):
+                    stack.start(
+                        f"demo upstream {'ab'[i]}",
+                        ["demo-upstream", "--listen", f"{h}:{port}"],
+                        work / "logs" / f"upstream-{'ab'[i]}.log",
+                        f"http://{h}:{port}/healthz",
+                    )
                 stack.start(
-                    f"demo upstream {'ab'[i]}",
-                    ["demo-upstream", "--listen", f"{h}:{port}"],
-                    work / "logs" / f"upstream-{'ab'[i]}.log",
-                    f"http://{h}:{port}/healthz",
+                    "collector",
+                    ["collector", "--config", str(col_path)],
+                    work / "logs" / "collector.log",
+                    f"{collector_url}/healthz",
                 )
-            stack.start(
-                "collector",
-                ["collector", "--config", str(col_path)],
-                work / "logs" / "collector.log",
-                f"{collector_url}/healthz",
+                stack.start(
+                    "gateway",
+                    ["gateway", "--config", str(gw_path)],
+                    work / "logs" / "gateway.log",
+                    f"{admin_url}/healthz",
+                )
+            except StartError as exc:
+                print(f"gatewatch up: {exc}", file=sys.stderr)
+                return 1
+
+            print(
+                f"gateway     {gateway_url}\n"
+                f"  metrics   {admin_url}/metrics\n"
+                f"live view   {collector_url}/live\n"
+                f"collector   {collector_url}/api/v1/stats?window=total\n"
+                f"  metrics   {collector_url}/metrics\n"
+                f"configs     {gw_path}  {col_path}\n"
+                f"logs        {work / 'logs'}  (ECS access log: {work / 'logs' / 'access.ndjson'})",
+                file=sys.stderr,
             )
-            stack.start(
-                "gateway",
-                ["gateway", "--config", str(gw_path)],
-                work / "logs" / "gateway.log",
-                f"{admin_url}/healthz",
-            )
-        except StartError as exc:
-            print(f"gatewatch up: {exc}", file=sys.stderr)
-            return 1
-
-        print(
-            f"gateway     {gateway_url}\n"
-            f"  metrics   {admin_url}/metrics\n"
-            f"live view   {collector_url}/live\n"
-            f"collector   {collector_url}/api/v1/stats?window=total\n"
-            f"  metrics   {collector_url}/metrics\n"
-            f"configs     {gw_path}  {col_path}\n"
-            f"logs        {work / 'logs'}  (ECS access log: {work / 'logs' / 'access.ndjson'})",
-            file=sys.stderr,
-        )
-        try:
-            if opts.replay is not None:
-                result = asyncio.run(
-                    replay_file(
-                        opts.replay,
-                        gateway_url,
-                        speed=opts.speed,
-                        concurrency=opts.concurrency,
-                        progress=True,
+            try:
+                if opts.replay is not None:
+                    asyncio.run(
+                        replay_file(
+                            opts.replay,
+                            gateway_url,
+                            speed=opts.speed,
+                            concurrency=opts.concurrency,
+                            progress=True,
+                            result=result,
+                        )
                     )
-                )
-            else:
-                result = asyncio.run(
-                    run_synthetic(
-                        gateway_url,
-                        duration=opts.duration,
-                        rps=opts.rps,
-                        concurrency=opts.concurrency,
-                        progress=True,
+                else:
+                    asyncio.run(
+                        run_synthetic(
+                            gateway_url,
+                            duration=opts.duration,
+                            rps=opts.rps,
+                            concurrency=opts.concurrency,
+                            progress=True,
+                            result=result,
+                        )
                     )
-                )
-            if not opts.exit_when_done:
-                print("traffic done; the stack keeps running — Ctrl-C to stop", file=sys.stderr)
-                while all(c.proc.poll() is None for c in stack.children):
-                    time.sleep(0.5)
-                code = 1
-                print("a child process exited; stopping", file=sys.stderr)
-        except KeyboardInterrupt:
-            print("\ninterrupted; stopping", file=sys.stderr)
-            code = 130
+                if not opts.exit_when_done:
+                    print("traffic done; the stack keeps running — Ctrl-C to stop", file=sys.stderr)
+                    while all(c.proc.poll() is None for c in stack.children):
+                        time.sleep(0.5)
+                    code = 1
+                    print("a child process exited; stopping", file=sys.stderr)
+            except Interrupted:
+                print("\ninterrupted; stopping", file=sys.stderr)
+            signals.stopping = True
+            # The gateway first: on SIGTERM it ships every queued event to the collector (still up)
+            # and exits once the collector has acknowledged them, so one read of the figures is
+            # complete: no polling, no guessing how long the last batch takes.
+            gateway = stack.child("gateway")
+            if gateway is not None:
+                stack.stop_child(gateway)
+            stats = _final_stats(f"{collector_url}/api/v1/stats?window=total")
+        except Interrupted:
+            print("\ninterrupted while starting; stopping", file=sys.stderr)
+            return 128 + signals.signum if signals.signum is not None else 130
+        finally:
+            signals.stopping = True
+            stack.stop()
 
-        sent = result.requests if result is not None else 0
-        unparsed = result.unparsed_lines if result is not None else 0
-        stats = wait_for_collector(f"{collector_url}/api/v1/stats?window=total", sent, timeout=60.0)
-        summary = summary_from_stats(stats, sent, unparsed)
-
-    # Children are stopped (gateway first, its queue flushed) before the summary is printed.
+    sent, unparsed = result.requests, result.unparsed_lines
+    summary = summary_from_stats(stats, sent, unparsed)
     print()
     print(render_table(summary))
-    if result is not None:
-        print(result.describe())  # rate, bytes, statuses, transport errors, unparsed lines and why
+    print(result.describe())  # rate, bytes, statuses, transport errors, unparsed lines and why
     if opts.summary_json is not None:
-        opts.summary_json.parent.mkdir(parents=True, exist_ok=True)
-        opts.summary_json.write_text(json.dumps(summary.model_dump(), indent=2) + "\n")
-        print(f"summary     {opts.summary_json}")
+        try:
+            opts.summary_json.write_text(json.dumps(summary.model_dump(), indent=2) + "\n")
+            print(f"summary     {opts.summary_json}")
+        except OSError as exc:
+            print(f"gatewatch up: cannot write {opts.summary_json}: {exc.strerror}", file=sys.stderr)
+            code = code or 1
     print("dashboards and rules written:")
     for path in generated:
         print(f"  {path}")
+    if signals.signum is not None:
+        return 128 + signals.signum
+    if sent == 0 and unparsed > 0:
+        print(
+            f"gatewatch up: none of the {unparsed} lines of {opts.replay} could be parsed as an "
+            "access log line (combined or common format); nothing was replayed",
+            file=sys.stderr,
+        )
+        return 1
     seen = sum(r.requests for r in summary.routes.values())
     if seen != sent and code == 0:
         print(f"gatewatch up: the collector saw {seen} of {sent} requests", file=sys.stderr)
         return 1
     return code
+
+
+def _final_stats(url: str) -> dict[str, Any]:
+    try:
+        stats: dict[str, Any] = get_json(url)
+    except (OSError, ValueError) as exc:
+        print(
+            f"gatewatch up: cannot read the collector's figures ({exc}); the table is empty", file=sys.stderr
+        )
+        return {}
+    return stats

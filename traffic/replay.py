@@ -91,7 +91,13 @@ def _resolve_progress(progress: bool | ProgressCallback | None, label: str) -> P
 class _Sender:
     """Turns specs into requests on one session and accumulates a :class:`TrafficResult`."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, keep_samples: int) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        keep_samples: int,
+        result: TrafficResult | None = None,
+    ) -> None:
         base = URL(base_url)
         if base.scheme not in ("http", "https") or not base.host:
             raise ValueError(f"base URL must be http(s)://host[:port], got {base_url!r}")
@@ -101,7 +107,7 @@ class _Sender:
         self.port = base.port
         self.prefix = base.raw_path.rstrip("/")
         self.keep_samples = keep_samples
-        self.result = TrafficResult()
+        self.result = result if result is not None else TrafficResult()
 
     def url(self, target: str) -> URL:
         path, sep, query = target.partition("?")
@@ -163,10 +169,13 @@ async def send_all(
     timeout: float = 120.0,
     keep_samples: int = 10,
     label: str = "traffic",
+    result: TrafficResult | None = None,
 ) -> TrafficResult:
     """Send every spec (a ParseError item is counted as an unparsed line) and return the counts.
 
-    ``total`` is the number of items expected, for the progress display only.
+    ``total`` is the number of items expected, for the progress display only. ``result``, when
+    given, is filled in as the run goes (and returned), so a caller interrupted mid-run (Ctrl-C
+    cancels this coroutine) still knows how much was sent.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -187,7 +196,7 @@ async def send_all(
     start_loop = loop.time()
     queue: asyncio.Queue[RequestSpec | None] = asyncio.Queue(maxsize=concurrency * 2)
     async with session:
-        sender = _Sender(session, base_url, keep_samples)
+        sender = _Sender(session, base_url, keep_samples, result)
         result = sender.result
 
         def report(final: bool = False) -> None:
@@ -269,6 +278,7 @@ async def replay_file(
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: bool | ProgressCallback | None = None,
     timeout: float = 120.0,
+    result: TrafficResult | None = None,
 ) -> TrafficResult:
     """Replay an Apache/nginx combined (or common) access log against ``base_url``."""
     path = Path(path)
@@ -281,6 +291,7 @@ async def replay_file(
         progress=progress,
         timeout=timeout,
         label=f"replay {path.name}",
+        result=result,
     )
 
 
@@ -294,6 +305,7 @@ async def run_synthetic(
     progress: bool | ProgressCallback | None = None,
     seed: int = 1,
     timeout: float = 120.0,
+    result: TrafficResult | None = None,
 ) -> TrafficResult:
     """The built-in synthetic mix at ``rps`` for ``duration`` seconds (or ``count`` requests)."""
     from traffic.synthetic import SyntheticMix, expected_count
@@ -308,4 +320,5 @@ async def run_synthetic(
         progress=progress,
         timeout=timeout,
         label="synthetic",
+        result=result,
     )
