@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 # One pass over a well-formed line; fields are validated one by one afterwards so an error can
 # say which field is wrong. Quoted strings allow backslash escapes, so a logged \" stays inside.
@@ -46,6 +47,8 @@ _MONTHS = {
 }
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
 _PROTOCOL = re.compile(r"HTTP/\d(?:\.\d)?")
+_PROTOCOL_LIKE = re.compile(r"[A-Za-z]{2,10}/[0-9.]{1,5}")  # HTTP/1.1, but also FTP/1.0, HTTP/9.9.9
+_NGINX_ERROR = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} \[(\w+)\] ")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _STATUS = re.compile(r"\d{3}")
 _BYTES = re.compile(r"\d{1,15}")
@@ -131,6 +134,12 @@ def _diagnose(line: str) -> str:
     """Why ``line`` did not match the log format (only called for lines that failed)."""
     m = re.match(r"(\S+) (\S+) (\S+) \[", line)
     if m is None:
+        error_log = _NGINX_ERROR.match(line)
+        if error_log is not None:
+            return (
+                f"an nginx error-log line ([{error_log[1]}]), not an access-log line: does not start "
+                "with 'client ident user ['"
+            )
         return "does not start with 'client ident user ['"
     if "]" not in line[m.end() :]:
         return "truncated: timestamp has no closing ']'"
@@ -178,8 +187,15 @@ def parse_line(line: str) -> LogRecord:
     if request == "-":
         raise ParseError("request field is '-': no request line was received")
     parts = request.split(" ")
-    if len(parts) != 3:
+    if len(parts) < 2:
         raise ParseError(f"request {request[:80]!r} is not 'METHOD TARGET PROTOCOL'")
+    if len(parts) > 3 or (len(parts) == 2 or _PROTOCOL_LIKE.fullmatch(parts[2]) is None):
+        # Scanners send raw spaces ("?cmd=ls -al") and servers log them as received (often with
+        # a 400): the last word is then part of the target, not a protocol.
+        raise ParseError(
+            f"request {request[:80]!r} is not 'METHOD TARGET PROTOCOL': a space in the target, "
+            "or no HTTP/x.y protocol"
+        )
     method, target, protocol = parts
     if _METHOD.fullmatch(method) is None:
         raise ParseError(f"request method {method[:40]!r} is not an HTTP token")
@@ -214,6 +230,22 @@ def parse_line(line: str) -> LogRecord:
     )
 
 
+# Bytes read for one line at most: MAX_LINE characters of UTF-8 (up to 4 bytes each) and the line end.
+_MAX_LINE_BYTES = 4 * MAX_LINE + 2
+
+
+def _bounded_lines(f: BinaryIO) -> Iterator[bytes | None]:
+    """The lines of ``f`` (split on ``\\n``), or None for a line too long to parse: a single
+    line of gigabytes is skipped in chunks, never held in memory."""
+    while raw := f.readline(_MAX_LINE_BYTES + 1):
+        if len(raw) <= _MAX_LINE_BYTES or raw.endswith(b"\n"):
+            yield raw
+            continue
+        while (rest := f.readline(1 << 16)) and not rest.endswith(b"\n"):
+            pass
+        yield None
+
+
 def parse_or_error(line: str, line_no: int | None = None) -> LogRecord | ParseError:
     try:
         return parse_line(line)
@@ -238,9 +270,14 @@ class LogReader:
 
     def __iter__(self) -> Iterator[tuple[int, LogRecord | ParseError]]:
         with open(self.path, "rb") as f:
-            for line_no, raw in enumerate(f, start=1):
+            for line_no, raw in enumerate(_bounded_lines(f), start=1):
                 self.lines = line_no
-                result = parse_or_error(raw.decode("utf-8", "replace"), line_no)
+                if raw is None:
+                    result: LogRecord | ParseError = ParseError(
+                        f"line longer than {MAX_LINE} characters", line_no
+                    )
+                else:
+                    result = parse_or_error(raw.decode("utf-8", "replace"), line_no)
                 if isinstance(result, ParseError):
                     self.unparsed += 1
                     if len(self.first_errors) < self.keep_errors:
