@@ -9,6 +9,7 @@ here with ``AccessEvent.model_validate_json``, so the schema stays the one contr
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -62,19 +63,27 @@ class RequestRecord(NamedTuple):
 class _Timestamps:
     """ISO-8601 UTC text for epoch seconds; the date-time part is formatted once per second."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_prefix", "_prefix_bytes", "_second")
 
     def __init__(self) -> None:
         self._second = -1
         self._prefix = ""
+        self._prefix_bytes = b""
 
     def format(self, epoch: float) -> str:
         second = int(epoch)
         if second != self._second:
             self._second = second
             self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._prefix_bytes = self._prefix.encode()
         micros = int((epoch - second) * 1_000_000)
         return f"{self._prefix}.{micros:06d}Z"
+
+    def format_bytes(self, epoch: float) -> bytes:
+        second = int(epoch)
+        if second != self._second:
+            self.format(epoch)
+        return b"%b.%06dZ" % (self._prefix_bytes, int((epoch - second) * 1_000_000))
 
 
 class EventEncoder:
@@ -98,9 +107,50 @@ class EventEncoder:
         )
         self._suffix = b"," + constant[1:]  # '"k":v,...}' closes the object
         self._timestamps = _Timestamps()
+        self._parts: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
 
     def encode(self, rec: RequestRecord) -> bytes:
         """One NDJSON / ECS log line (no newline)."""
+        (wall, duration, route, method, status, error, backend, upstream, request_bytes, response_bytes,
+         peer, forwarded_for, user_agent, path, query, request_id, circuit_state, retries) = rec  # fmt: skip
+        if forwarded_for or _UNSAFE_ID.search(request_id) is not None:
+            return self._encode_dict(rec)
+        # Everything but the per-request numbers, timestamp and id repeats from request to
+        # request: its JSON is built once per combination (bounded cache) and the rest goes in
+        # through one bytes template. ~1.5 us instead of ~3.5 us for dict + orjson.
+        key = (route, method, error, backend, peer, user_agent, path, query, circuit_state, status)
+        parts = self._parts.get(key)
+        if parts is None:
+            parts = self._build_parts(rec)
+        return parts[0] % (
+            self._timestamps.format_bytes(wall),
+            request_id,
+            int(duration * 1e9) if duration > 0 else 0,
+            request_bytes,
+            response_bytes,
+            retries,
+        ) + (parts[1] if upstream is None else b'"gateway.upstream.duration":%d,%b' % (
+            int(upstream * 1e9) if upstream > 0 else 0, parts[1])
+        )  # fmt: skip
+
+    def _build_parts(self, rec: RequestRecord) -> tuple[bytes, bytes]:
+        """(template for the fixed-position fields, the rest of the line after them)."""
+        probe = orjson.loads(self._encode_dict(rec._replace(upstream_duration=None)))
+        for name in _PER_REQUEST:
+            probe.pop(name)
+        rest = orjson.dumps(probe)[1:]  # '"k":v,...}' - every repeating field, constants included
+        head = (
+            b'{"@timestamp":"%b","http.request.id":"%b","event.duration":%d,"http.request.body.bytes":%d,'
+            b'"http.response.body.bytes":%d,"gateway.retries":%d,'
+        )
+        if len(self._parts) >= 4096:  # bounded: paths, queries and user agents come from clients
+            self._parts.clear()
+        key = (rec.route, rec.method, rec.error, rec.backend, rec.peer, rec.user_agent, rec.path, rec.query,
+               rec.circuit_state, rec.status)  # fmt: skip
+        parts = self._parts[key] = (head, rest)
+        return parts
+
+    def _encode_dict(self, rec: RequestRecord) -> bytes:
         (wall, duration, route, method, status, error, backend, upstream, request_bytes, response_bytes,
          peer, forwarded_for, user_agent, path, query, request_id, circuit_state, retries) = rec  # fmt: skip
         failed = status >= 500 or (error is not None and error != "client_disconnect")
@@ -131,6 +181,15 @@ class EventEncoder:
         if error is not None:
             out["gateway.error"] = error
         return orjson.dumps(out)[:-1] + self._suffix
+
+
+# A request id the proxy recorded matches [A-Za-z0-9._:/+=@-]{1,128}; anything else (a record
+# built elsewhere) goes through orjson, which escapes.
+_UNSAFE_ID = re.compile(rb"[^A-Za-z0-9._:/+=@-]")
+
+# Fields that change from request to request (the template's slots).
+_PER_REQUEST = ("@timestamp", "http.request.id", "event.duration", "http.request.body.bytes",
+                "http.response.body.bytes", "gateway.retries")  # fmt: skip
 
 
 def event_line(rec: RequestRecord, instance: str, trusted: TrustedProxies) -> bytes:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gatewatch.events import ERROR_REASONS, WIRE_NAMES, AccessEvent
 from sidecar_gateway.forwarding import TrustedProxies
-from sidecar_gateway.records import RequestRecord, event_line, method_label
+from sidecar_gateway.records import EventEncoder, RequestRecord, event_line, method_label
 
 TRUSTED = TrustedProxies(["127.0.0.0/8"])
 
@@ -105,3 +105,29 @@ def test_now_round_trips() -> None:
     now = time.time()
     ev = AccessEvent.model_validate_json(event_line(_record(wall_start=now), "i", TRUSTED))
     assert abs(ev.timestamp.timestamp() - now) < 1e-5
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.builds(
+        _record,
+        wall_start=st.floats(0, 4_000_000_000),
+        duration=st.floats(-1, 1000),
+        status=st.integers(100, 599),
+        error=st.none() | st.sampled_from(ERROR_REASONS),
+        upstream_duration=st.none() | st.floats(-1, 100),
+        peer=st.none() | st.sampled_from(["127.0.0.1", "::1"]),
+        forwarded_for=st.lists(st.binary(max_size=20), max_size=1),
+        user_agent=st.none() | st.binary(max_size=50),
+        path=st.text(max_size=50),
+        query=st.binary(max_size=50),
+        request_id=st.sampled_from([b"abc", b"0" * 32, b'q"uote', b"ctl\x01"]),
+    )
+)
+def test_cached_template_lines_equal_the_plain_encoding(rec: RequestRecord) -> None:
+    enc = EventEncoder("gw", TRUSTED)
+    expected = orjson.loads(enc._encode_dict(rec))
+    assert orjson.loads(enc.encode(rec)) == expected
+    assert orjson.loads(enc.encode(rec)) == expected  # again, from the cache
+    other = rec._replace(wall_start=rec.wall_start + 1.5, request_bytes=7, retries=2)
+    assert orjson.loads(enc.encode(other)) == orjson.loads(enc._encode_dict(other))
