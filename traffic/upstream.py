@@ -52,6 +52,13 @@ _CHUNK = memoryview(b"x" * CHUNK_SIZE)
 # Bodies up to this size are written in one go straight from the parser callback (no task).
 _INLINE_LIMIT = 64 * 1024
 _MAX_TARGET = 64 * 1024
+# The request line and headers together. httptools hands a header to us only when it is complete
+# and buffers it until then, so without a bound one client could fill memory with one header.
+_MAX_HEAD = 2 * _MAX_TARGET
+# After refusing a request mid-stream, keep discarding what the client still sends this long before
+# closing: closing with unread input makes the kernel send a RST, which can destroy the answer
+# before the client reads it (nginx's "lingering close").
+_LINGER_SECONDS = 2.0
 _MAX_PIPELINED = 32  # stop reading a connection with this many requests waiting for answers
 _JSON = b"application/json"
 _OCTETS = b"application/octet-stream"
@@ -95,6 +102,7 @@ class _Request:
         "delay_h",
         "error",
         "expect",
+        "head_done",
         "header_count",
         "http10",
         "method",
@@ -116,6 +124,7 @@ class _Request:
         self.user_agent: bytes | None = None
         self.xff: bytes | None = None
         self.expect = False
+        self.head_done = False
         self.received = 0
         self.close = False
         self.http10 = False
@@ -139,6 +148,7 @@ class _Connection(asyncio.Protocol):
         self._closing = False  # no further requests are read on this connection
         self._close_when_done = False  # close once the answers already owed are written
         self._shutdown = False  # the server is stopping: the request being read is the last
+        self._head_bytes = 0  # bytes received while the current request's head was incomplete
 
     # --- transport callbacks -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -169,6 +179,12 @@ class _Connection(asyncio.Protocol):
             return  # after a protocol error or Connection: close nothing more is read
         try:
             self._parser.feed_data(data)
+            req = self._req
+            if req is not None and not req.head_done:
+                # Counts whole chunks, so a head may be refused a little before the limit: fine.
+                self._head_bytes += len(data)
+                if self._head_bytes > _MAX_HEAD:
+                    self._refuse(431, f"request head larger than {_MAX_HEAD} bytes")
         except httptools.HttpParserUpgrade:
             # Upgrades (websocket, h2c) and CONNECT are not something a demo upstream offers.
             # The parser stops after the headers; when it already completed the request, that
@@ -183,6 +199,7 @@ class _Connection(asyncio.Protocol):
     # --- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._req = _Request()
+        self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         req = self._req
@@ -213,6 +230,7 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         req = self._req
         assert req is not None
+        req.head_done = True
         parser = self._parser
         req.method = parser.get_method()
         req.close = not parser.should_keep_alive()
@@ -348,7 +366,7 @@ class _Connection(asyncio.Protocol):
             transport.write(head + _CHUNK[:sent])
         self._record(req, status, sent, refused)
         if req.close:
-            transport.close()
+            self._end(transport, refused)
         return True
 
     async def _work(self) -> None:
@@ -389,6 +407,13 @@ class _Connection(asyncio.Protocol):
                     return  # the client went away mid-body
         self._record(req, status, sent, refused)
         if req.close:
+            self._end(transport, refused)
+
+    def _end(self, transport: asyncio.Transport, refused: bool) -> None:
+        if refused and transport.can_write_eof():
+            transport.write_eof()  # the answer and EOF go out; input is discarded (_closing)
+            self._loop.call_later(_LINGER_SECONDS, transport.close)
+        else:
             transport.close()
 
     async def _wait_writable(self) -> None:

@@ -279,3 +279,28 @@ def test_cli_serves_and_rejects_a_bad_listen_address() -> None:
     )
     assert bad.returncode == 2
     assert "expected host:port" in bad.stderr
+
+
+async def test_an_oversized_request_head_gets_431_and_costs_no_memory(
+    upstream: tuple[DemoUpstream, list[SeenRequest]],
+) -> None:
+    server, seen = upstream
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    try:
+        for _ in range(64):  # 64 MiB offered; the server must stop reading long before
+            writer.write(b"a" * (1 << 20))
+            await writer.drain()
+    except ConnectionError:
+        pass
+    answer = await asyncio.wait_for(reader.read(-1), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert b'"error":"request head larger than 131072 bytes"' in answer
+    # A large but reasonable head (32 KiB of headers) is still fine.
+    big = b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 1000) for i in range(32))
+    ok = await raw_exchange(
+        server.port, b"GET /ok HTTP/1.1\r\nHost: x\r\n" + big + b"Connection: close\r\n\r\n"
+    )
+    assert ok.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert [(s.target, s.status) for s in seen] == [("/", 431), ("/ok", 200)]
