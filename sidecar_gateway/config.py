@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
-from gatewatch.configfile import HostPort
+from gatewatch.configfile import FieldValueError, HostPort
 
 
 class _Strict(BaseModel):
@@ -111,11 +111,25 @@ class GatewayConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_routes(self) -> GatewayConfig:
-        seen: set[str] = set()
-        for r in self.routes:
-            if r.name in seen:
-                raise ValueError(f"route name {r.name!r} is used twice")
-            seen.add(r.name)
+        names: dict[str, int] = {}
+        prefixes: dict[str, int] = {}
+        for i, r in enumerate(self.routes):
+            if r.name in names:
+                raise FieldValueError(
+                    ("routes", i, "name"), f"route name {r.name!r} is already used by routes.{names[r.name]}"
+                )
+            names[r.name] = i
+            # Matching is on path-segment boundaries, so "/a" and "/a/" are the same prefix.
+            key = r.path_prefix.rstrip("/") or "/"
+            if key in prefixes:
+                raise FieldValueError(
+                    ("routes", i, "path_prefix"),
+                    f"path prefix {r.path_prefix!r} is already routed by routes.{prefixes[key]}; "
+                    "this route could never match",
+                )
+            prefixes[key] = i
+        if self.listen == self.admin_listen:
+            raise FieldValueError(("admin_listen",), "must differ from listen")
         return self
 
     @property

@@ -142,32 +142,18 @@ def test_bracketed_ipv6_and_hostnames_are_accepted(tmp_path: Path) -> None:
         assert load_config(CollectorConfig, path).listen == listen.strip("'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: a duplicate route name is reported on line 1 with no field "
-    "(sidecar_gateway/config.py raises a plain ValueError from a model validator; raising "
-    "gatewatch.configfile.FieldValueError(('routes', i, 'name'), ...) would name the line)",
-)
 def test_duplicate_route_name_names_the_second_route(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text(GATEWAY + ROUTE.format(name="a", prefix="/b"))
     assert f"{path}:7: routes.1.name:" in refused(run_cli("gateway", path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: two routes with the same path_prefix are accepted; the second can never match",
-)
 def test_duplicate_path_prefix_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text(GATEWAY + ROUTE.format(name="b", prefix="/a"))
     assert f"{path}:8: routes.1.path_prefix:" in refused(run_cli("gateway", path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: listen == admin_listen passes validation and fails later at bind time",
-)
 def test_listen_and_admin_listen_must_differ(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text(GATEWAY.replace("127.0.0.1:9901", "127.0.0.1:8080"))

@@ -87,7 +87,9 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
 
 def test_duplicate_route_and_reserved_name(tmp_path: Path) -> None:
     dup = GOOD + GOOD.split("routes:\n")[1]
-    with pytest.raises(ConfigError, match="route name 'users' is used twice"):
+    with pytest.raises(
+        ConfigError, match=r"gateway.yaml:10: routes.1.name: route name 'users' is already used by routes.0"
+    ):
         load_config(GatewayConfig, write(tmp_path, dup))
     with pytest.raises(ConfigError, match="reserved"):
         load_config(GatewayConfig, write(tmp_path, GOOD.replace("name: users", "name: unmatched")))
