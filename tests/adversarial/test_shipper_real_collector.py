@@ -95,4 +95,5 @@ def test_a_batch_larger_than_the_collectors_body_limit_is_not_lost(tmp_path: Pat
             assert send_requests(ports.gateway, n, "big") == [200] * n
             gateway.send_signal(signal.SIGTERM)
             assert gateway.wait(30) == 0
-        assert wait_until("split batches", lambda: ingested(ports), n, timeout=5) == n
+        # The gateway has exited, so every batch was answered: the count is final.
+        assert ingested(ports) == n
