@@ -66,6 +66,10 @@ def _to_utc(value: datetime) -> datetime:
 IPText = Annotated[str, AfterValidator(normalise_ip)]
 UTCDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 HTTPMethod = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$")]
+# ECS numbers are signed 64-bit ("long"), as in Elasticsearch and SQLite. Unbounded, a 400-digit
+# duration validated and then broke the collector's float conversion (a 500 the sender retries
+# forever).
+INT64_MAX = 2**63 - 1
 
 
 def is_failure(status: int, error: str | None = None) -> bool:
@@ -90,19 +94,19 @@ class AccessEvent(BaseModel):
     path: str = Field(alias="url.path", min_length=1, max_length=8192)
     query: str | None = Field(None, alias="url.query", max_length=8192)
     status: int = Field(alias="http.response.status_code", ge=100, le=599)
-    request_bytes: int = Field(0, alias="http.request.body.bytes", ge=0)
-    response_bytes: int = Field(0, alias="http.response.body.bytes", ge=0)
+    request_bytes: int = Field(0, alias="http.request.body.bytes", ge=0, le=INT64_MAX)
+    response_bytes: int = Field(0, alias="http.response.body.bytes", ge=0, le=INT64_MAX)
     source_ip: IPText = Field(alias="source.ip")
     user_agent: str | None = Field(None, alias="user_agent.original", max_length=2048)
-    duration_ns: int = Field(alias="event.duration", ge=0)
+    duration_ns: int = Field(alias="event.duration", ge=0, le=INT64_MAX)
     outcome: Outcome = Field(alias="event.outcome")
     trace_id: str | None = Field(None, alias="trace.id", pattern=r"^[0-9a-f]{32}$")
     instance: str = Field(alias="gateway.instance", min_length=1, max_length=255)
     route: str = Field(alias="gateway.route", min_length=1, max_length=128)
     backend: str | None = Field(None, alias="gateway.backend", max_length=255)
-    upstream_duration_ns: int | None = Field(None, alias="gateway.upstream.duration", ge=0)
+    upstream_duration_ns: int | None = Field(None, alias="gateway.upstream.duration", ge=0, le=INT64_MAX)
     circuit_state: CircuitState | None = Field(None, alias="gateway.circuit_state")
-    retries: int = Field(0, alias="gateway.retries", ge=0)
+    retries: int = Field(0, alias="gateway.retries", ge=0, le=INT64_MAX)
     error: GatewayError | None = Field(None, alias="gateway.error")
     auth_result: AuthResult = Field("none", alias="gateway.auth.result")
     auth_subject: str | None = Field(None, alias="gateway.auth.subject", max_length=256)
