@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gatewatch.configfile import HostPort
 
@@ -18,6 +18,14 @@ class StoreConfig(_Strict):
 
     path: Path = Path("var/collector/events.sqlite3")
     retention_days: int = Field(default=30, ge=1, le=3650)
+
+    @field_validator("path")
+    @classmethod
+    def _a_file(cls, v: Path) -> Path:
+        # Caught here, the mistake names its line; SQLite would only say "unable to open database file".
+        if v == Path() or v.is_dir():
+            raise ValueError(f"{str(v)!r} is a directory: give the path of the SQLite file")
+        return v
 
 
 class SketchConfig(_Strict):

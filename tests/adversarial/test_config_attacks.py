@@ -184,3 +184,12 @@ def test_a_model_validator_can_blame_a_field_with_field_value_error(tmp_path: Pa
     with pytest.raises(ConfigError) as exc:
         load_config(Items, path)
     assert str(exc.value) == f"{path}:4: items.2.name: name 'a' is used twice"
+
+
+@pytest.mark.parametrize("store_path", ['""', "{tmp}"])
+def test_store_path_must_name_a_file(tmp_path: Path, store_path: str) -> None:
+    path = tmp_path / "collector.yaml"
+    path.write_text(f"listen: 127.0.0.1:9300\nstore:\n  path: {store_path.format(tmp=tmp_path)}\n")
+    stderr = refused(run_cli("collector", path))
+    assert f"{path}:3: store.path: Value error, " in stderr
+    assert "is a directory: give the path of the SQLite file" in stderr
