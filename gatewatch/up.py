@@ -495,9 +495,11 @@ def run_up(opts: UpOptions) -> int:
     gw_path, col_path = work / "config" / "gateway.yaml", work / "config" / "collector.yaml"
     gw_path.write_text(yaml.safe_dump(gw_cfg, sort_keys=False))
     col_path.write_text(yaml.safe_dump(col_cfg, sort_keys=False))
-    # A fresh event store per run so the summary is this run's traffic.
-    for stale in (work / "collector").glob("events.sqlite3*"):
-        stale.unlink()
+    # A fresh event store per run so the summary is this run's traffic; and no batches an earlier
+    # run's gateway spooled (its collector went away): they belong to the store just removed.
+    for stale in [*(work / "collector").glob("events.sqlite3*"), *(work / "spool").iterdir()]:
+        if stale.is_file():
+            stale.unlink()
 
     generated = [*write_dashboards(work / "dashboards"), *write_alerts(work / "alerts")]
 
