@@ -1,6 +1,6 @@
 """Telemetry off the hot path: requests append a record; a background task does the rest.
 
-Every ~100 ms (and before every scrape, and at shutdown) ``drain()`` folds the records into
+Every ~20 ms (and before every scrape, and at shutdown) ``drain()`` folds the records into
 plain-dict aggregates that the Prometheus collector reads at scrape time, writes the access-log
 lines in one batched write, and hands the same lines to the event shipper.
 """
@@ -22,7 +22,10 @@ from sidecar_gateway.shipper import Shipper
 
 log = logging.getLogger(__name__)
 
-DRAIN_INTERVAL = 0.1
+# Small batches: at 10k req/s a 100 ms batch (~1,000 records and lines, ~1 MB touched) no
+# longer fits in the cache, and the requests served after each drain ran slower. Measured with
+# telemetry on, A/B over 10 alternating pairs: median ~95 -> ~90 us CPU/request (noisy).
+DRAIN_INTERVAL = 0.02
 DEFAULT_RECORD_CAPACITY = 200_000
 
 
