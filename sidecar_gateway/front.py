@@ -60,14 +60,9 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-_500_HEADERS = [
-    (b"content-type", b"text/plain; charset=utf-8"),
-    (b"content-length", b"21"),
-    (b"connection", b"close"),
-]
 
 
-class FrontCycle:
+class _Cycle:
     """One request and its response on a connection."""
 
     __slots__ = ("body", "chunked", "complete", "conn", "disconnected", "expect_100", "head", "is_head",
@@ -98,13 +93,9 @@ class FrontCycle:
         if w is not None and not w.done():
             w.set_result(None)
 
-    async def run(self, app: App | None, work: Awaitable[object] | None = None) -> None:
-        """Run the ASGI app for this request (or ``work``, the rest of a fast-path exchange)."""
+    async def run(self, app: App) -> None:
         try:
-            if work is None:
-                assert app is not None
-                work = app(self.scope, self.receive, self.send)
-            result = await work
+            result = await app(self.scope, self.receive, self.send)
         except BaseException as exc:
             log.error("Exception in ASGI application\n", exc_info=exc)
             if not self.started:
@@ -122,36 +113,16 @@ class FrontCycle:
                 log.error("ASGI callable returned without completing response.")
                 self.conn.transport.close()
 
-    # ---- the fast path (ProxyApp.handle_fast): no task unless the work has to wait -----------------
-    def take_request(self) -> None:
-        """The complete, bodyless request is taken (what the first receive() would return)."""
-        self.ready = False
-
-    def spawn(self, work: Awaitable[object]) -> None:
-        """Continue this request as a task (with the ASGI path's error handling)."""
-        self.conn.run_task(self, work)
-
-    def respond(self, status: int, headers: Any, body: bytes) -> None:
-        """A whole response, written at once. RuntimeError, as send() raises it."""
-        if self.disconnected:
-            return
-        self._start(status, headers)
-        self._body(body, False)
-
-    def fail(self, exc: BaseException) -> None:
-        """What run() does when the app raises, for work done outside a task."""
-        log.error("Exception in ASGI application\n", exc_info=exc)
-        if not self.started and not self.disconnected:
-            self.respond(500, _500_HEADERS, b"Internal Server Error")
-        else:
-            self.conn.transport.close()
-
     async def _send_500(self) -> None:
         await self.send(
             {
                 "type": "http.response.start",
                 "status": 500,
-                "headers": _500_HEADERS,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", b"21"),
+                    (b"connection", b"close"),
+                ],
             }
         )
         await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
@@ -196,10 +167,8 @@ class FrontCycle:
             )
         if message["type"] != "http.response.body":
             raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message['type']}'.")
-        self._body(message.get("body", b""), message.get("more_body", False))
-
-    def _body(self, body: bytes, more_body: bool) -> None:
-        conn = self.conn
+        body: bytes = message.get("body", b"")
+        more_body: bool = message.get("more_body", False)
         head = self.head
         if head is not None:
             self.head = None
@@ -281,8 +250,6 @@ class FrontProtocol(asyncio.Protocol):
         if not config.loaded:
             config.load()
         self.app: App = config.loaded_app
-        # An app may take complete bodyless requests without a task (ProxyApp.handle_fast).
-        self.fast: Callable[[FrontCycle], bool] | None = getattr(self.app, "handle_fast", None)
         self.loop = _loop or asyncio.get_event_loop()
         self.root_path = config.root_path
         self.keep_alive_timeout = float(config.timeout_keep_alive)
@@ -298,14 +265,12 @@ class FrontProtocol(asyncio.Protocol):
         self.server: tuple[str, int | None] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
-        self.cycle: FrontCycle | None = None  # the one being answered
-        self._parsing: FrontCycle | None = None  # the one whose body the parser is reading
-        self.pipeline: deque[FrontCycle] = deque()
+        self.cycle: _Cycle | None = None  # the one being answered
+        self._parsing: _Cycle | None = None  # the one whose body the parser is reading
+        self.pipeline: deque[_Cycle] = deque()
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_100 = False
-        self._has_body = False  # Content-Length or Transfer-Encoding in the request being parsed
-        self._pending_fast: FrontCycle | None = None  # waits for on_message_complete
         self._read_paused = False
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -385,7 +350,6 @@ class FrontProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._expect_100 = False
-        self._has_body = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -396,8 +360,6 @@ class FrontProtocol(asyncio.Protocol):
         value = value.rstrip(b" \t")
         if name == b"expect" and value.lower() == b"100-continue":
             self._expect_100 = True
-        elif name == b"content-length" or name == b"transfer-encoding":
-            self._has_body = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -431,14 +393,10 @@ class FrontProtocol(asyncio.Protocol):
         if self.app_state:
             scope["state"] = self.app_state.copy()
         keep_alive = http_version != "1.0" and parser.should_keep_alive()
-        cycle = self._parsing = FrontCycle(self, scope, keep_alive, self._expect_100)
+        cycle = self._parsing = _Cycle(self, scope, keep_alive, self._expect_100)
         current = self.cycle
         if current is None or current.complete:
-            if self.fast is not None and not self._has_body and not self._expect_100:
-                # No body follows: on_message_complete comes next, in this same feed.
-                self.cycle = self._pending_fast = cycle
-            else:
-                self._start(cycle)
+            self._start(cycle)
         else:
             # A pipelined request: answered once the one before it is.
             self.pause_reading()
@@ -459,23 +417,15 @@ class FrontProtocol(asyncio.Protocol):
             return
         cycle.more_body = False
         cycle.wake()
-        if cycle is self._pending_fast:
-            self._pending_fast = None
-            assert self.fast is not None
-            if not self.fast(cycle):
-                self._start(cycle)
 
     # ---- cycles -----------------------------------------------------------------------------------
-    def _start(self, cycle: FrontCycle) -> None:
+    def _start(self, cycle: _Cycle) -> None:
         self.cycle = cycle
-        self.run_task(cycle, None)
-
-    def run_task(self, cycle: FrontCycle, work: Awaitable[object] | None) -> None:
-        task = self.loop.create_task(cycle.run(self.app, work))
+        task = self.loop.create_task(cycle.run(self.app))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def response_complete(self, cycle: FrontCycle) -> None:
+    def response_complete(self, cycle: _Cycle) -> None:
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -86,9 +85,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._write_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
         self._waiter: asyncio.Future[None] | None = None  # head or body progress
-        # Instead of a waiter: called once the response head is in (or on failure, close or
-        # timeout), after the bytes at hand are parsed. See listen().
-        self._listener: Callable[[], None] | None = None
         self._active = False
         self._reset_exchange(False)
 
@@ -154,9 +150,6 @@ class UpstreamConnection(asyncio.Protocol):
             # A HEAD response has no body whatever its Content-Length says; httptools cannot be
             # told so, hence a fresh parser for the next exchange.
             self.parser = httptools.HttpResponseParser(self)
-        listener = self._listener
-        if listener is not None and (self.head_done or self._error is not None):
-            listener()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
@@ -175,9 +168,6 @@ class UpstreamConnection(asyncio.Protocol):
         w = self._write_waiter
         if w is not None and not w.done():
             w.set_result(None)
-        listener = self._listener
-        if listener is not None:
-            listener()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -256,30 +246,6 @@ class UpstreamConnection(asyncio.Protocol):
         w = self._waiter
         if w is not None and not w.done():
             w.set_exception(UpstreamTimeout(self._timeout_reason))
-        listener = self._listener
-        if listener is not None:
-            self._fail(UpstreamTimeout(self._timeout_reason))  # read_head() raises it next
-            listener()
-
-    def listen(self, listener: Callable[[], None], timeout: float) -> None:
-        """Have ``listener`` called (from the protocol callbacks, so it must not block) once the
-        response head is in, or on an error, close or timeout, instead of awaiting read_head().
-        It is called with every byte at hand parsed, so a small response is already complete
-        (``complete``); whoever handles it calls unlisten() first. This is the proxy's fast
-        path: no future, no task switch for a response that arrives in one piece."""
-        self._listener = listener
-        self.deadline = self.loop.time() + timeout
-        self._timeout_reason = "no response from upstream in time"
-        self.deadlines.add(self)
-
-    def unlisten(self) -> None:
-        self._listener = None
-        self.deadlines.discard(self)
-
-    @property
-    def error(self) -> UpstreamError | None:
-        """Why the current exchange failed, if it did."""
-        return self._error
 
     def write(self, data: bytes) -> None:
         if self.closed or self.transport is None:
