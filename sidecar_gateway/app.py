@@ -25,6 +25,7 @@ from sidecar_gateway.forwarding import (
     split_request_headers,
     strip_response_hop_by_hop,
 )
+from sidecar_gateway.front import RefusedHead
 from sidecar_gateway.records import CLIENT_CLOSED_STATUS, RequestRecord
 from sidecar_gateway.routing import Router, strip_prefix
 from sidecar_gateway.runtime import Backend, RouteRuntime
@@ -71,6 +72,23 @@ class ProxyApp:
             await self.proxy(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    def head_refused(self, refused: RefusedHead) -> bytes:
+        """Record a request the front server refused before its head was complete (e.g. 431).
+
+        Called by ``FrontProtocol``; returns the request id its answer carries.
+        """
+        route = self.router.match(refused.path) if refused.path else None
+        request_id = new_request_id()
+        peer = refused.client[0] if refused.client else None
+        self.telemetry.record(
+            RequestRecord(
+                time.time(), 0.0, route.name if route is not None else UNMATCHED_ROUTE, refused.method,
+                refused.status, None, None, None, 0, 0, peer, [], None, refused.path, refused.query,
+                request_id, None, 0,
+            )
+        )  # fmt: skip
+        return request_id
 
     async def proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Forward one HTTP request and its response; record it for telemetry."""

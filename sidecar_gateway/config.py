@@ -101,6 +101,15 @@ class GatewayConfig(_Strict):
     telemetry: Telemetry = Telemetry()
     # On SIGTERM/SIGINT: stop accepting, then wait this long for in-flight requests.
     drain_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # The request line plus header lines of one request. A longer head is answered 431 by the
+    # gateway itself (never forwarded) and the connection is closed, so one client cannot make the
+    # gateway buffer an unbounded head (a 200 MB header once grew its RSS by 400 MB).
+    max_request_head_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="longest request head (request line + headers) accepted; longer -> 431",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -15,6 +15,10 @@ both ways, graceful shutdown) and drops per-request work that a proxy pays for a
 - response headers are checked for forbidden bytes with two regex searches per response, not
   two per header; a head the checks refuse raises ``RuntimeError`` *before* the response
   counts as started, so the app can still answer 502.
+
+It also bounds the request head (request line + headers; uvicorn does not): a longer head is
+answered 431 here, never reaches the app, and the connection is closed after a short lingering
+read (so the client reads the answer instead of a reset).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import re
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import httptools
@@ -43,6 +48,12 @@ App = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[object]]
 
 HIGH_WATER = 65536  # request body bytes buffered before reading pauses (uvicorn's limit)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+DEFAULT_MAX_HEAD = 64 * 1024  # request line + headers
+# After a 431 the rest of the oversized head is read and thrown away for a while, then the
+# connection closes: closing with unread bytes makes the kernel send a reset, which can destroy
+# the answer before the client reads it.
+LINGER_SECONDS = 2.0
+LINGER_MAX_BYTES = 4 * 1024 * 1024
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 # The bytes uvicorn refuses in header names and values. Names are joined with "a" and values
@@ -60,6 +71,25 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedHead:
+    """A request refused before its head was complete (the app never saw it)."""
+
+    method: str
+    path: str  # as far as it was read ("" when not even the path was complete)
+    query: bytes
+    client: tuple[str, int] | None
+    status: int
+
+
+# Records a refused request (telemetry); returns the request id the answer carries.
+RefusalHook = Callable[[RefusedHead], bytes]
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing an oversized head."""
 
 
 class _Cycle:
@@ -238,7 +268,13 @@ class _Cycle:
 
 
 class FrontProtocol(asyncio.Protocol):
-    """One client connection (uvicorn creates it with its config and server state)."""
+    """One client connection (uvicorn creates it with its config and server state).
+
+    ``front_protocol()`` makes a subclass with other limits and a refusal hook.
+    """
+
+    max_head_bytes: int = DEFAULT_MAX_HEAD
+    refusal_hook: RefusalHook | None = None
 
     def __init__(
         self,
@@ -276,6 +312,17 @@ class FrontProtocol(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._idle_since: float | None = None  # None while a request is arriving or answered
         self._idle_timer: asyncio.TimerHandle | None = None
+        # Request-head accounting. Both counts are lower bounds of the head's size, so a head
+        # within the limit is never refused: ``_head_bytes`` sums the URL and header pieces the
+        # parser handed over, ``_head_raw`` the whole reads that arrived while a head begun in
+        # an earlier read was still incomplete (httptools buffers a header until it is whole).
+        self._head_open = False
+        self._head_began = False
+        self._head_bytes = 0
+        self._head_raw = 0
+        self._url_complete = False
+        self._lingering: int | None = None  # bytes thrown away after a 431
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     # ---- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -298,6 +345,9 @@ class FrontProtocol(asyncio.Protocol):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         if exc is None:
             self.transport.close()
 
@@ -305,16 +355,32 @@ class FrontProtocol(asyncio.Protocol):
         pass
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:
+            self._lingering += len(data)
+            if self._lingering > LINGER_MAX_BYTES:
+                self.transport.close()
+            return
         self._idle_since = None
+        self._head_began = False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse_head()
+                return
             msg = "Invalid HTTP request received."
             log.warning(msg)
             self._send_400(msg)
+            return
         except httptools.HttpParserUpgrade:
             # No protocol switching here: the request went to the app as plain HTTP.
             log.warning("Unsupported upgrade request.")
+            return
+        if self._head_open and not self._head_began:
+            # The head began in an earlier read and is still incomplete: all of this read is head.
+            self._head_raw += len(data)
+            if self._head_raw > self.max_head_bytes:
+                self._refuse_head()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -350,11 +416,23 @@ class FrontProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._expect_100 = False
+        self._head_open = True
+        self._head_began = True
+        self._head_bytes = 0
+        self._head_raw = 0
+        self._url_complete = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_bytes += len(url)
+        if self._head_bytes > self.max_head_bytes:
+            raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._url_complete = True
+        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._head_bytes > self.max_head_bytes:
+            raise _HeadTooLarge
         name = name.lower()
         # llhttp keeps trailing whitespace, which RFC 9110 5.5 excludes from the value.
         value = value.rstrip(b" \t")
@@ -363,6 +441,7 @@ class FrontProtocol(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._head_open = False
         parser = self.parser
         url = self._url
         if b"?" in url or b"%" in url or url[:1] != b"/":
@@ -457,6 +536,54 @@ class FrontProtocol(asyncio.Protocol):
         else:
             cycle.keep_alive = False
 
+    def _refuse_head(self) -> None:
+        """Answer 431 to a head longer than ``max_head_bytes``, then close (after a linger)."""
+        self._head_open = False
+        url = self._url
+        # The refusal can come while the URL itself is still arriving: its start still tells
+        # the route (prefix match), and the access event keeps at most 8 KiB of it anyway.
+        path_part, _, query = url[:16384].partition(b"?")
+        path = path_part.decode("latin-1") if path_part[:1] == b"/" else ""
+        try:
+            method = self.parser.get_method().decode("ascii")
+        except (httptools.HttpParserError, UnicodeDecodeError):
+            method = "GET"  # unreachable in practice: the method is parsed before the URL
+        log.warning(
+            "Request head longer than %d bytes refused with 431 (client %s, path %.200r%s).",
+            self.max_head_bytes,
+            self.client[0] if self.client else "-",
+            path,
+            "" if self._url_complete else ", incomplete",
+        )
+        request_id = b""
+        hook = self.refusal_hook
+        if hook is not None:
+            request_id = hook(RefusedHead(method, path, query, self.client, 431))
+        body = b'{"error":"request_header_too_large"'
+        if request_id:
+            body += b',"request_id":"%s"' % request_id
+        body += b"}"
+        parts = [_STATUS_LINES[431]]
+        for name, value in self.default_headers:
+            parts += (name, b": ", value, b"\r\n")
+        if request_id:
+            parts += (b"x-request-id: ", request_id, b"\r\n")
+        parts += (
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        )
+        transport = self.transport
+        transport.write(b"".join(parts))
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._lingering = 0
+        self._linger_timer = self.loop.call_later(LINGER_SECONDS, transport.close)
+        self.resume_reading()
+
     def _send_400(self, msg: str) -> None:
         parts = [_STATUS_LINES[400]]
         for name, value in self.default_headers:
@@ -470,3 +597,15 @@ class FrontProtocol(asyncio.Protocol):
         )
         self.transport.write(b"".join(parts))
         self.transport.close()
+
+
+def front_protocol(max_head_bytes: int, refusal_hook: RefusalHook | None = None) -> type[FrontProtocol]:
+    """A ``FrontProtocol`` class for uvicorn (``Config(http=...)``) with these settings."""
+    return type(
+        "FrontProtocol",
+        (FrontProtocol,),
+        {
+            "max_head_bytes": max_head_bytes,
+            "refusal_hook": staticmethod(refusal_hook) if refusal_hook else None,
+        },
+    )

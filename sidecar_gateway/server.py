@@ -23,7 +23,7 @@ from sidecar_gateway.admin import AdminApp
 from sidecar_gateway.app import ProxyApp
 from sidecar_gateway.config import GatewayConfig
 from sidecar_gateway.forwarding import TrustedProxies
-from sidecar_gateway.front import FrontProtocol
+from sidecar_gateway.front import front_protocol
 from sidecar_gateway.healthcheck import HealthChecker
 from sidecar_gateway.metrics import GatewayCollector
 from sidecar_gateway.runtime import build_routes
@@ -107,7 +107,8 @@ class Gateway:
         self.health = HealthChecker(self.routes, self.client)
         # The proxy port speaks through FrontProtocol (fewer syscalls and timers per request than
         # uvicorn's own protocol); the admin port keeps uvicorn's.
-        self.proxy_server = _uvicorn_server(self.app, config.listen, config.drain_seconds, FrontProtocol)
+        protocol = front_protocol(config.max_request_head_bytes, self.app.head_refused)
+        self.proxy_server = _uvicorn_server(self.app, config.listen, config.drain_seconds, protocol)
         self.admin_server = _uvicorn_server(self.admin, config.admin_listen, 5.0)
         self._sweeper: asyncio.Task[None] | None = None
 
