@@ -3,7 +3,9 @@
 Order of sending: spooled files (oldest first), then batches kept in memory after a failure,
 then new events. A batch is compressed once and kept as-is until the collector accepts it.
 A 400 answer means the collector read the batch and rejected some lines: that batch is logged
-and counted, never retried (resending it would fail the same way forever).
+and counted, never retried (resending it would fail the same way forever). A 413 answer means
+the batch was larger than the collector's body limit: it is split in halves and each half is
+sent again (down to single events; an event too large on its own is logged and counted lost).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class ShipperStats:
 
 class Outcome:
     ACCEPTED, RETRY, REJECTED = "accepted", "retry", "rejected"
+    # Split after a 413 and only partly sent before the collector went away: the batch itself is
+    # done with, the parts not sent yet are at the front of the in-memory backlog.
+    PARTIAL = "partial"
+    TOO_LARGE = "too_large"  # 413: only between _post_once and _post
 
 
 class Shipper:
@@ -147,24 +153,23 @@ class Shipper:
                 self._spool.remove(path)
                 continue
             outcome = await self._post(batch)
-            if outcome == Outcome.RETRY:
-                healthy = False
-            else:
+            if outcome != Outcome.RETRY:
                 self._spool.remove(path)
+            healthy = outcome not in (Outcome.RETRY, Outcome.PARTIAL)
         while healthy and self._backlog:
-            batch = self._backlog[0]
+            # Off the backlog while it is sent: a split batch puts its unsent parts at the front.
+            batch = self._backlog.popleft()
+            self._backlog_bytes -= len(batch.payload)
             outcome = await self._post(batch)
             if outcome == Outcome.RETRY:
-                healthy = False
-            else:
-                self._backlog.popleft()
-                self._backlog_bytes -= len(batch.payload)
+                self._keep_first([batch])
+            healthy = outcome not in (Outcome.RETRY, Outcome.PARTIAL)
         while healthy and self._queue and (final or len(self._queue) >= 1):
             batch = self._make_batch(self._take_lines())
             outcome = await self._post(batch)
             if outcome == Outcome.RETRY:
                 self._keep(batch)
-                healthy = False
+            healthy = outcome not in (Outcome.RETRY, Outcome.PARTIAL)
         if not healthy:
             # Collector away: move queued events into kept batches so the queue keeps room.
             while self._queue and (final or len(self._queue) >= self.sink.batch_size):
@@ -183,6 +188,12 @@ class Shipper:
             self._backlog_bytes -= len(oldest.payload)
             self._to_spool(oldest)
 
+    def _keep_first(self, batches: list[Batch]) -> None:
+        """Put batches back at the front of the backlog, in order (they are the oldest)."""
+        for batch in reversed(batches):
+            self._backlog.appendleft(batch)
+            self._backlog_bytes += len(batch.payload)
+
     def _spool_backlog(self) -> None:
         while self._backlog:
             batch = self._backlog.popleft()
@@ -198,6 +209,25 @@ class Shipper:
             self._drop("spool", batch.count)
 
     async def _post(self, batch: Batch) -> str:
+        """Send one batch; after a 413 its halves (and their halves...) in order."""
+        outcome = await self._post_once(batch)
+        if outcome != Outcome.TOO_LARGE:
+            return outcome
+        work = deque(self._halves(batch))  # the parts still to send, in event order
+        while work:
+            part = work.popleft()
+            outcome = await self._post_once(part)
+            if outcome == Outcome.TOO_LARGE:
+                work.extendleft(reversed(self._halves(part)))
+            elif outcome == Outcome.RETRY:
+                # Keep the unsent parts (not the whole batch: some of it was accepted, and
+                # the whole would only be refused again).
+                work.appendleft(part)
+                self._keep_first(list(work))
+                return Outcome.PARTIAL
+        return Outcome.ACCEPTED
+
+    async def _post_once(self, batch: Batch) -> str:
         headers = [(b"content-type", b"application/x-ndjson")]
         if batch.gzip:
             headers.append((b"content-encoding", b"gzip"))
@@ -214,6 +244,8 @@ class Shipper:
             self.stats.shipped += accepted if accepted is not None else batch.count
             return Outcome.ACCEPTED
         self.stats.failures += 1
+        if resp.status == 413:
+            return Outcome.TOO_LARGE
         if resp.status == 400 or (400 <= resp.status < 500 and resp.status not in (408, 429)):
             # Read and refused: resending the same bytes cannot succeed.
             self.stats.shipped += accepted or 0
@@ -226,6 +258,30 @@ class Shipper:
             return Outcome.REJECTED
         log.warning("collector answered HTTP %d for %d events; will retry", resp.status, batch.count)
         return Outcome.RETRY
+
+    def _halves(self, batch: Batch) -> list[Batch]:
+        """A batch the collector found too large (413) as two halves; a single event is lost."""
+        lines = _lines_of(batch)
+        if len(lines) <= 1:
+            log.error(
+                "collector refused a single event of %d bytes as larger than its body limit "
+                "(HTTP 413): %d event lost",
+                len(lines[0]) if lines else 0, batch.count,
+            )  # fmt: skip
+            self._drop("collector", batch.count)
+            return []
+        log.warning(
+            "collector refused a batch of %d events (%d bytes) as too large (HTTP 413); "
+            "sending it as two halves",
+            len(lines), len(batch.payload),
+        )  # fmt: skip
+        mid = len(lines) // 2
+        return [self._make_batch(lines[:mid]), self._make_batch(lines[mid:])]
+
+
+def _lines_of(batch: Batch) -> list[bytes]:
+    body = gzip.decompress(batch.payload) if batch.gzip else batch.payload
+    return [line for line in body.split(b"\n") if line]
 
 
 def _accepted(body: bytes) -> int | None:

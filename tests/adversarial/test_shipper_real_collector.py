@@ -79,11 +79,6 @@ def test_sigterm_right_after_a_burst_ships_every_event(tmp_path: Path) -> None:
     assert len(set(stored_paths(tmp_path))) == clients * each
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: a 413 from the collector (batch larger than its max_body_bytes) makes the "
-    "shipper drop the whole batch as 'rejected'; it should split the batch and resend the halves",
-)
 def test_a_batch_larger_than_the_collectors_body_limit_is_not_lost(tmp_path: Path) -> None:
     ports = Ports.pick()
     # 4 KiB bodies at most: a gateway batch of 100 events (~40 KiB of NDJSON) is too large.
