@@ -21,7 +21,7 @@ def _duration(seconds: float) -> str:
 
 
 def format_progress(done: int, total: int | None, errors: int, elapsed: float, width: int = 24) -> str:
-    """``[#####.....]  45%  4,500/10,000  3,210/s  ETA 2s  errors 0`` (no bar without a total)."""
+    """``[#####.....]  45%  4,500/10,000  3,210/s  ETA 2s  transport errors 0`` (no bar without a total)."""
     rate = done / elapsed if elapsed > 0 else 0.0
     parts: list[str] = []
     if total is not None and total > 0:
@@ -38,7 +38,7 @@ def format_progress(done: int, total: int | None, errors: int, elapsed: float, w
     else:
         parts.append(f"{done:,} done in {_duration(elapsed)}")
     parts.append(f"{rate:,.0f}/s")
-    parts.append(f"errors {errors:,}")
+    parts.append(f"transport errors {errors:,}")
     return "  ".join(parts)
 
 

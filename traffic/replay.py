@@ -54,6 +54,7 @@ class TrafficResult:
     unparsed_samples: list[UnparsedLine] = field(default_factory=list)
     elapsed: float = 0.0  # seconds
     bytes_received: int = 0  # response body bytes
+    in_flight: int = 0  # requests started and not finished (non-zero only after an interruption)
 
     @property
     def requests_per_second(self) -> float:
@@ -67,6 +68,8 @@ class TrafficResult:
             f"{self.bytes_received / 1e6:,.1f} MB received",
             f"responses by status: {statuses or 'none'}",
         ]
+        if self.in_flight:
+            lines.append(f"interrupted with {self.in_flight:,} requests in flight (not counted above)")
         if self.transport_errors:
             lines.append(
                 f"transport errors: {self.transport_errors:,} (first: {self.transport_error_samples[0]})"
@@ -134,6 +137,7 @@ class _Sender:
             headers["User-Agent"] = spec.user_agent
         headers.update(spec.headers)
         result = self.result
+        result.in_flight += 1
         try:
             async with self.session.request(
                 spec.method,
@@ -155,6 +159,8 @@ class _Sender:
                 result.transport_error_samples.append(
                     f"{where}{spec.method} {spec.target[:80]}: {type(exc).__name__}: {detail}"
                 )
+        finally:
+            result.in_flight -= 1
         result.requests += 1
 
 
@@ -236,7 +242,8 @@ async def send_all(
                 task.cancel()
             if tick is not None:
                 tick.cancel()
-        result.elapsed = time.monotonic() - started
+            # Also when interrupted: the rate of a partial run is still worth reporting.
+            result.elapsed = time.monotonic() - started
         report(final=True)
         if isinstance(callback, TerminalProgress):
             callback.finish()

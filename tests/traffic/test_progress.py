@@ -9,15 +9,16 @@ from traffic.progress import TerminalProgress, format_progress
 
 def test_progress_with_total_shows_bar_rate_and_eta() -> None:
     text = format_progress(2_500, 10_000, 3, elapsed=5.0, width=10)
-    assert text == "[##........]  25%  2,500/10,000  ETA 15s  500/s  errors 3"
+    assert text == "[##........]  25%  2,500/10,000  ETA 15s  500/s  transport errors 3"
 
 
 def test_progress_at_the_end_shows_elapsed_time() -> None:
-    assert format_progress(10, 10, 0, elapsed=125.0, width=4) == "[####] 100%  10/10  in 2m05s  0/s  errors 0"
+    text = format_progress(10, 10, 0, elapsed=125.0, width=4)
+    assert text == "[####] 100%  10/10  in 2m05s  0/s  transport errors 0"
 
 
 def test_progress_without_total_or_rate() -> None:
-    assert format_progress(0, None, 0, elapsed=0.0) == "0 done in 0s  0/s  errors 0"
+    assert format_progress(0, None, 0, elapsed=0.0) == "0 done in 0s  0/s  transport errors 0"
     assert "ETA --" in format_progress(0, 5, 0, elapsed=0.0)
     assert "ETA 1h23m" in format_progress(1, 5_000, 0, elapsed=1.0)
 
