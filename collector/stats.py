@@ -53,7 +53,9 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class BackendStats(_Out):
+class _FigureFields(_Out):
+    """The figures every route and backend reports (see :class:`Figures`, in milliseconds)."""
+
     requests: int
     errors: int
     error_rate: float
@@ -62,18 +64,13 @@ class BackendStats(_Out):
     p95_ms: float | None
     p99_ms: float | None
     status_codes: dict[str, int]
+
+
+class BackendStats(_FigureFields):
     circuit_state: CircuitState | None  # last state a gateway reported; None if never reported
 
 
-class RouteStats(_Out):
-    requests: int
-    errors: int
-    error_rate: float
-    rps: float
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    status_codes: dict[str, int]
+class RouteStats(_FigureFields):
     backends: dict[str, BackendStats]
 
 
