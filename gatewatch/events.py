@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import operator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -59,12 +61,12 @@ def normalise_ip(value: str) -> str:
     return _parse_ip_cached(value) if len(value) <= 64 else _parse_ip(value)
 
 
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
+# ``value.astimezone(UTC)`` as a C-level callable rather than a Python function: pydantic calls
+# it ~1 us/event cheaper (the collector validates every line it gets).
+_TO_UTC: Callable[[datetime], datetime] = operator.methodcaller("astimezone", UTC)
 
 IPText = Annotated[str, AfterValidator(normalise_ip)]
-UTCDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UTCDatetime = Annotated[AwareDatetime, AfterValidator(_TO_UTC)]
 HTTPMethod = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$")]
 # ECS numbers are signed 64-bit ("long"), as in Elasticsearch and SQLite. Unbounded, a 400-digit
 # duration validated and then broke the collector's float conversion (a 500 the sender retries
