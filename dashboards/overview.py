@@ -104,15 +104,18 @@ def rate(spec: MetricSpec, name: str | None = None, *extra: Match) -> str:
 
 
 def quantile(q: float, spec: MetricSpec, *group: str) -> str:
-    return f"histogram_quantile({q:g}, sum {by('le', *group)} ({rate(spec, bucket(spec))}))"
+    """A quantile from the classic buckets; an idle group has no point instead of NaN (which
+    Grafana draws as a gap at best and a stat panel shows as "NaN"). As in the recording rules."""
+    return f"histogram_quantile({q:g}, sum {by('le', *group)} ({rate(spec, bucket(spec))})) >= 0"
 
 
 def error_share(*group: str) -> str:
-    """5xx share; groups with traffic but no 5xx read 0 instead of disappearing."""
+    """5xx share; groups with traffic but no 5xx read 0 instead of disappearing, and groups with
+    no traffic in the window have no point instead of 0/0 = NaN."""
     agg = f"sum {by(*group)} " if group else "sum"
     errors = f"{agg}({rate(HTTP_REQUESTS, None, FIVE_XX)})"
     total = f"{agg}({rate(HTTP_REQUESTS)})"
-    return f"({errors} or 0 * {total}) / {total}"
+    return f"({errors} or 0 * {total}) / ({total} > 0)"
 
 
 STAT, HALF, THIRD, WIDE = Size(4, 4), Size(12, 8), Size(8, 8), Size(16, 8)

@@ -4,10 +4,11 @@ demo upstream <- sidecar gateway (two routes) <- traffic thread
                       '-- admin /metrics <- Prometheus (1s scrape/eval, generated rules with
                                                           seconds-scale time constants)
 
-Requests on route "failing" are answered 500 by the upstream, on route "healthy" 200. The
-HighErrorRate alert must reach "firing" for "failing" and never appear (not even pending) for
-"healthy"; the scrape target is up; every dashboard panel query evaluates, and the core panels
-return the values the traffic implies.
+Requests on route "failing" are answered 500 by the upstream, on route "healthy" 200; route
+"idle" gets one request at the start and none after. The HighErrorRate alert must reach "firing"
+for "failing" and never appear (not even pending) for "healthy"; the scrape target is up; every
+dashboard panel query evaluates, the core panels return the values the traffic implies, and no
+panel shows NaN for the idle route.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ class Traffic:
         host, port = self.gateway.rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=5)
         plan = (("failing", "500"), ("healthy", "200"))
+        conn.request("GET", "/idle/orders")  # once: the route then stays idle
+        idle = conn.getresponse()
+        idle.read()
+        self.statuses[("idle", idle.status)] += 1
         while not self.stop.is_set():
             for route, status in plan:
                 try:
@@ -93,7 +98,7 @@ def _gateway_config(listen: str, admin: str, upstream: str) -> str:
     path_prefix: /{name}
     upstreams: [{{address: "{upstream}"}}]
     circuit_breaker: {{failure_threshold: 10000}}"""
-        for name in ("failing", "healthy")
+        for name in ("failing", "healthy", "idle")
     )
     return f"""listen: {listen}
 admin_listen: {admin}
@@ -177,7 +182,7 @@ def test_high_error_rate_fires_for_500s_and_stays_inactive_for_200s(stack: Stack
     # and the gateway really answered what the upstream was told to answer
     statuses = stack.traffic.statuses
     assert statuses[("failing", 500)] > 0 and statuses[("healthy", 200)] > 0
-    assert set(statuses) == {("failing", 500), ("healthy", 200)}, statuses
+    assert set(statuses) == {("failing", 500), ("healthy", 200), ("idle", 200)}, statuses
     assert stack.traffic.errors == []
 
 
@@ -210,6 +215,8 @@ def test_every_dashboard_query_evaluates_against_prometheus(stack: Stack) -> Non
         timeout=ALERT_WAIT,
         what="traffic on both routes",
     )
+    idle_now = f'sum(rate({HTTP_REQUESTS.name}{{route="idle"}}[{RATE_INTERVAL}])) == 0'
+    prom.wait_for(lambda: prom.query(idle_now) or None, timeout=ALERT_WAIT, what="route idle idle")
     end = time.time()
     results: dict[tuple[str, str], list[dict[str, str]]] = {}
     for q in panel_queries(dashboard):
@@ -223,18 +230,27 @@ def test_every_dashboard_query_evaluates_against_prometheus(stack: Stack) -> Non
     def only(title: str, ref: str = "A") -> list[dict[str, str]]:
         return results[(title, ref)]
 
+    # An idle route (0/0 requests, a histogram with nothing in the window) has no point, never NaN.
+    nan = [(key, r) for key, rows in results.items() for r in rows if r.get("value", "").lower() == "nan"]
+    assert nan == []
+
     # the panels the traffic must fill, with the values it implies
     by_route = {r["route"]: float(r["value"]) for r in only("Error rate by route (5xx share)")}
     assert by_route == {"failing": 1.0, "healthy": 0.0}
-    assert {r["route"] for r in only("Requests per second by route")} == {"failing", "healthy"}
+    assert {r["route"] for r in only("Requests per second by route")} == {"failing", "healthy", "idle"}
     for ref in "ABC":
         assert {r["route"] for r in only("Latency P50 / P95 / P99 by route", ref)} == {"failing", "healthy"}
     assert {r["code"] for r in only("Responses by status code")} == {"200", "500"}
     assert [float(r["value"]) for r in only("Gateways up")] == [1.0]
-    assert {(r["route"], r["value"]) for r in only("Backend up")} == {("failing", "1.0"), ("healthy", "1.0")}
+    assert {(r["route"], r["value"]) for r in only("Backend up")} == {
+        ("failing", "1.0"),
+        ("healthy", "1.0"),
+        ("idle", "1.0"),
+    }
     assert {(r["route"], r["value"]) for r in only("Circuit breaker state")} == {
         ("failing", "0.0"),
         ("healthy", "0.0"),
+        ("idle", "0.0"),
     }
     assert [float(r["value"]) for r in only("Open circuits")] == [0.0]
     assert len(only("Backend response time P95")) == 2
@@ -256,4 +272,4 @@ def test_template_variable_queries_return_the_gateway(stack: Stack) -> None:
     assert GATEWAY_JOB in prom.label_values("job", HTTP_REQUESTS.name)
     assert prom.label_values("instance", f'{UP.name}{{job="{GATEWAY_JOB}"}}') == [stack.admin]
     match = f'{HTTP_REQUESTS.name}{{job=~"{GATEWAY_JOB}", instance=~".*"}}'
-    assert prom.label_values("route", match) == ["failing", "healthy"]
+    assert prom.label_values("route", match) == ["failing", "healthy", "idle"]
