@@ -14,6 +14,7 @@ Only glue lives here: decoding and validation are in :mod:`collector.ingest`, th
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,6 +77,7 @@ class ErrorBody(BaseModel):
 
 class Health(BaseModel):
     status: str
+    pid: int  # lets a supervisor (``gatewatch up``) tell its child from a process that took the port
     events_ingested: int
     events_rejected: int
     events_refused: int  # valid events refused by a cardinality limit (limits.* in the config)
@@ -211,6 +213,7 @@ def create_app(
         writer = state.writer
         return Health(
             status="ok",
+            pid=os.getpid(),
             events_ingested=counters.ingested,
             events_rejected=counters.rejected,
             events_refused=sum(counters.refused.values()),

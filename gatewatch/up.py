@@ -332,6 +332,10 @@ class Stack:
     def child(self, name: str) -> Child | None:
         return next((c for c in self.children if c.name == name), None)
 
+    def exited(self) -> list[Child]:
+        """Children that are no longer running (none should, until we stop them)."""
+        return [c for c in self.children if c.proc.poll() is not None]
+
     def stop_child(self, child: Child, timeout: float = 20.0) -> None:
         if child.proc.poll() is None:
             child.proc.send_signal(signal.SIGTERM)
@@ -363,19 +367,45 @@ def _tail(path: Path, n: int = 20) -> str:
         return ""
 
 
+def _healthz_pid(url: str) -> int | None:
+    """The pid a ``/healthz`` answer names: None when nothing answers, -1 when the answer names
+    no pid (an error status, not our JSON: some other program)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError:
+        return -1
+    except OSError:  # refused, reset, timed out: not listening (yet)
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return -1
+    pid = body.get("pid") if isinstance(body, dict) else None
+    return pid if isinstance(pid, int) else -1
+
+
 def _wait_ready(child: Child, url: str, timeout: float) -> None:
+    """Wait until *this* child answers ``url``. Ports are checked once before the start, so another
+    program can take one in between: its answer must not count as our child being ready (traffic
+    would go to it, and the child's bind failure would go unnoticed)."""
     deadline = time.monotonic() + timeout
+    stranger: int | None = None
     while time.monotonic() < deadline:
         if child.proc.poll() is not None:
             raise StartError(f"{child.name} exited with code {child.proc.returncode}:\n{_tail(child.log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=1.0):
-                return
-        except urllib.error.HTTPError:
+        pid = _healthz_pid(url)
+        if pid == child.proc.pid:
             return
-        except OSError:
-            time.sleep(0.05)
-    raise StartError(f"{child.name} did not answer {url} within {timeout:.0f}s:\n{_tail(child.log)}")
+        if pid is not None:
+            stranger = pid
+        time.sleep(0.05)
+    who = ""
+    if stranger == -1:
+        who = "; another program answers there"
+    elif stranger is not None:
+        who = f"; another process (pid {stranger}) answers there"
+    raise StartError(f"{child.name} did not answer {url} within {timeout:.0f}s{who}:\n{_tail(child.log)}")
 
 
 class StartError(RuntimeError):
@@ -571,12 +601,17 @@ def run_up(opts: UpOptions) -> int:
                             result=result,
                         )
                     )
-                if not opts.exit_when_done:
+                if not opts.exit_when_done and not stack.exited():
                     print("traffic done; the stack keeps running — Ctrl-C to stop", file=sys.stderr)
-                    while all(c.proc.poll() is None for c in stack.children):
+                    while not stack.exited():
                         time.sleep(0.5)
+                for child in stack.exited():
                     code = 1
-                    print("a child process exited; stopping", file=sys.stderr)
+                    print(
+                        f"gatewatch up: the {child.name} exited with code {child.proc.returncode} during the "
+                        f"run; its last log lines ({child.log}):\n{_tail(child.log)}",
+                        file=sys.stderr,
+                    )
             except Interrupted:
                 print("\ninterrupted; stopping", file=sys.stderr)
             signals.stopping = True
@@ -609,6 +644,12 @@ def run_up(opts: UpOptions) -> int:
     print("dashboards and rules written:")
     for path in generated:
         print(f"  {path}")
+    seen = sum(r.requests for r in summary.routes.values())
+    # Requests cut off by an interruption may or may not have reached the gateway.
+    unknown = result.in_flight
+    if seen > sent + unknown:
+        # Someone else used the gateway during the run (curl, a browser): counted, not an error.
+        print(f"note: the collector also counted {seen - sent - unknown} requests that this run did not send")
     if signals.signum is not None:
         return 128 + signals.signum
     if sent == 0 and unparsed > 0:
@@ -618,13 +659,9 @@ def run_up(opts: UpOptions) -> int:
             file=sys.stderr,
         )
         return 1
-    seen = sum(r.requests for r in summary.routes.values())
     if seen < sent and code == 0:
         print(f"gatewatch up: the collector saw only {seen} of {sent} requests", file=sys.stderr)
         return 1
-    if seen > sent:
-        # Someone else used the gateway during the run (curl, a browser): counted, not an error.
-        print(f"note: the collector also counted {seen - sent} requests that this run did not send")
     return code
 
 

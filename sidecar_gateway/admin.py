@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import orjson
@@ -14,6 +15,9 @@ class AdminApp:
     def __init__(self, registry: CollectorRegistry, draining: Callable[[], bool]) -> None:
         self.registry = registry
         self.draining = draining
+        # The pid lets a supervisor (``gatewatch up``) tell its own child from another process
+        # that took the port first.
+        self._ok = orjson.dumps({"status": "ok", "pid": os.getpid()})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -30,7 +34,7 @@ class AdminApp:
             if self.draining():
                 await _respond(send, 503, b'{"status":"draining"}', b"application/json")
             else:
-                await _respond(send, 200, b'{"status":"ok"}', b"application/json")
+                await _respond(send, 200, self._ok, b"application/json")
         else:
             body = orjson.dumps({"error": "not_found", "path": path})
             await _respond(send, 404, body, b"application/json")

@@ -69,7 +69,10 @@ class TrafficResult:
             f"responses by status: {statuses or 'none'}",
         ]
         if self.in_flight:
-            lines.append(f"interrupted with {self.in_flight:,} requests in flight (not counted above)")
+            lines.append(
+                f"interrupted with {self.in_flight:,} requests in flight (not counted above; the gateway "
+                "may have answered some of them)"
+            )
         if self.transport_errors:
             lines.append(
                 f"transport errors: {self.transport_errors:,} (first: {self.transport_error_samples[0]})"
@@ -138,6 +141,7 @@ class _Sender:
         headers.update(spec.headers)
         result = self.result
         result.in_flight += 1
+        cancelled = False
         try:
             async with self.session.request(
                 spec.method,
@@ -151,6 +155,11 @@ class _Sender:
                     received += len(chunk)
                 result.responses[resp.status] += 1
                 result.bytes_received += received
+        except asyncio.CancelledError:
+            # Interrupted (Ctrl-C) mid-request: it stays counted in flight, neither sent nor lost,
+            # because the gateway may already have answered (and the collector counted) it.
+            cancelled = True
+            raise
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             result.transport_errors += 1
             if len(result.transport_error_samples) < self.keep_samples:
@@ -160,7 +169,8 @@ class _Sender:
                     f"{where}{spec.method} {spec.target[:80]}: {type(exc).__name__}: {detail}"
                 )
         finally:
-            result.in_flight -= 1
+            if not cancelled:
+                result.in_flight -= 1
         result.requests += 1
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -61,6 +62,9 @@ _MAX_HEAD = 2 * _MAX_TARGET
 _LINGER_SECONDS = 2.0
 _MAX_PIPELINED = 32  # stop reading a connection with this many requests waiting for answers
 _JSON = b"application/json"
+# /healthz names the process, so a supervisor (``gatewatch up``) can tell its own child from a
+# process that took the port first.
+_HEALTHY = b'{"status":"ok","pid":%d}' % os.getpid()
 _OCTETS = b"application/octet-stream"
 
 
@@ -295,7 +299,7 @@ class _Connection(asyncio.Protocol):
             body = error_body("CONNECT is not supported: this is an origin server, not a proxy")
             return 405, body, len(body), 0.0, True
         if req.target == b"/healthz" and req.method in (b"GET", b"HEAD"):
-            body = b'{"status":"ok"}'
+            body = _HEALTHY
             return 200, body, len(body), 0.0, False
         try:
             plan = plan_response(req.status_h, req.size_h, req.delay_h)

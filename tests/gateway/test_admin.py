@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import urllib.error
 import urllib.request
 
@@ -48,7 +50,10 @@ def test_every_exposed_series_is_in_the_catalog_and_every_gateway_metric_is_expo
 def test_healthz_and_unknown_admin_paths(upstream: RunningUpstream) -> None:
     routes = [{"name": "api", "path_prefix": "/", "upstreams": [{"address": upstream.address}]}]
     with gateway_thread(make_config(routes)) as gw:
-        assert urllib.request.urlopen(gw.admin_url + "/healthz").read() == b'{"status":"ok"}'
+        assert json.loads(urllib.request.urlopen(gw.admin_url + "/healthz").read()) == {
+            "status": "ok",
+            "pid": os.getpid(),  # the gateway runs in this process's thread
+        }
         with pytest.raises(urllib.error.HTTPError) as exc:
             urllib.request.urlopen(gw.admin_url + "/nope")
         assert exc.value.code == 404

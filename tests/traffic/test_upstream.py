@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator
@@ -175,7 +176,7 @@ async def test_healthz_ignores_demo_headers(
     server, _ = upstream
     async with session.get(f"{server.url}/healthz", headers={"x-demo-status": "500"}) as resp:
         assert resp.status == 200
-        assert orjson.loads(await resp.read()) == {"status": "ok"}
+        assert orjson.loads(await resp.read()) == {"status": "ok", "pid": os.getpid()}
 
 
 async def test_malformed_request_gets_400_json_and_close(
