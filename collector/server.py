@@ -59,9 +59,13 @@ def run(config: CollectorConfig) -> None:
     )
     try:
         server.run()
+    except SystemExit:
+        if server.started:
+            raise
+        # uvicorn exits this way when startup fails, nearly always the bind (it logged why).
     finally:
         if not server.started:
             store.close()  # the app's lifespan never ran, so it did not close the store
     if not server.started:
-        # Startup failed; uvicorn has logged why.
+        print(f"gatewatch collector: cannot listen on {config.listen} (see the error above)", file=sys.stderr)
         sys.exit(3)

@@ -51,7 +51,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from dashboards.generate import write_all as write_dashboards
 
     root = Path(args.out)
-    written = [*write_dashboards(root / "dashboards"), *write_alerts(root / "alerts")]
+    try:
+        written = [*write_dashboards(root / "dashboards"), *write_alerts(root / "alerts")]
+    except OSError as exc:
+        print(
+            f"gatewatch generate: cannot write {exc.filename or root}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
     for path in written:
         print(path)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import signal
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -86,3 +87,18 @@ def test_unusable_store_path_exits_non_zero(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "cannot open event store" in proc.stderr
+
+
+def test_a_taken_listen_address_exits_3_with_one_line_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = tmp_path / "collector.yaml"
+        config.write_text(f"listen: {listen}\nstore:\n  path: {tmp_path / 'events.sqlite3'}\n")
+        proc = subprocess.run(
+            gatewatch_cmd("collector", "--config", str(config)), capture_output=True, text=True, timeout=60
+        )
+    assert proc.returncode == 3
+    assert f"gatewatch collector: cannot listen on {listen} (see the error above)" in proc.stderr.splitlines()
+    assert "address already in use" in proc.stderr

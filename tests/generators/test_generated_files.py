@@ -50,6 +50,16 @@ def test_cli_generate_writes_the_same_files(tmp_path: Path, capsys: pytest.Captu
         assert path.read_text(encoding="utf-8") == (REPO / folder / relative).read_text(encoding="utf-8")
 
 
+def test_cli_generate_into_an_unwritable_place_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["generate", "--out", str(blocker)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"gatewatch generate: cannot write {blocker / 'dashboards'}: Not a directory\n"
+
+
 def _string_literals(path: Path) -> list[tuple[int, str]]:
     with path.open("rb") as f:
         return [
