@@ -64,8 +64,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from gatewatch.up import UpOptions, run_up
+    from gatewatch.up import UpOptions, option_conflict, run_up
 
+    conflict = option_conflict(args)
+    if conflict is not None:
+        print(f"gatewatch up: {conflict}", file=sys.stderr)
+        return 2
     return run_up(UpOptions.from_args(args))
 
 

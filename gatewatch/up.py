@@ -52,6 +52,10 @@ SYNTHETIC_ROUTES: tuple[tuple[str, str], ...] = (
 )
 
 
+DEFAULT_DURATION = 30.0  # seconds of synthetic traffic
+DEFAULT_RPS = 200.0
+
+
 @dataclass(frozen=True)
 class UpOptions:
     replay: Path | None
@@ -74,8 +78,8 @@ class UpOptions:
             replay=Path(args.replay) if args.replay else None,
             speed=None if args.speed in (None, 0) else float(args.speed),
             concurrency=args.concurrency,
-            duration=args.duration,
-            rps=args.rps,
+            duration=DEFAULT_DURATION if args.duration is None else args.duration,
+            rps=DEFAULT_RPS if args.rps is None else args.rps,
             exit_when_done=args.exit_when_done,
             summary_json=Path(args.summary_json) if args.summary_json else None,
             workdir=Path(args.workdir),
@@ -132,10 +136,16 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--concurrency", type=_at_least_one, default=32, help="requests in flight at once (default 32)"
     )
+    # None = not given, so a synthetic-only option given with --replay is refused, not ignored.
     p.add_argument(
-        "--duration", type=_positive, default=30.0, help="seconds of synthetic traffic (default 30)"
+        "--duration",
+        type=_positive,
+        default=None,
+        help=f"seconds of synthetic traffic (default {DEFAULT_DURATION:g})",
     )
-    p.add_argument("--rps", type=_positive, default=200.0, help="synthetic traffic rate (default 200/s)")
+    p.add_argument(
+        "--rps", type=_positive, default=None, help=f"synthetic traffic rate (default {DEFAULT_RPS:g}/s)"
+    )
     p.add_argument("--exit-when-done", action="store_true", help="stop once the traffic has been sent")
     p.add_argument("--summary-json", metavar="PATH", help="write the per-route summary as JSON")
     p.add_argument("--workdir", default="var/up", help="configs, logs, event store and generated files")
@@ -145,6 +155,21 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--upstream-port", type=_port, default=8081, help="first of two demo upstream ports (0: any free)"
     )
+
+
+def option_conflict(args: argparse.Namespace) -> str | None:
+    """Options that would be silently ignored together: a person who gave them meant something."""
+    if args.replay is None and args.speed is not None:
+        return "--speed sets the pace of a --replay; without --replay use --rps for the synthetic mix"
+    if args.replay is not None:
+        given = [name for name in ("duration", "rps") if getattr(args, name) is not None]
+        if given:
+            flags = " and ".join(f"--{name}" for name in given)
+            what = (
+                "shape the synthetic mix and mean" if len(given) > 1 else "shapes the synthetic mix and means"
+            )
+            return f"{flags} {what} nothing with --replay (use --speed for a replay)"
+    return None
 
 
 def up_parser() -> argparse.ArgumentParser:
@@ -527,7 +552,9 @@ def run_up(opts: UpOptions) -> int:
     col_path.write_text(yaml.safe_dump(col_cfg, sort_keys=False))
     # A fresh event store per run so the summary is this run's traffic; and no batches an earlier
     # run's gateway spooled (its collector went away): they belong to the store just removed.
-    for stale in [*(work / "collector").glob("events.sqlite3*"), *(work / "spool").iterdir()]:
+    # The access log too: it is this run's log, beside this run's store.
+    stale_files = [*(work / "collector").glob("events.sqlite3*"), *(work / "spool").iterdir()]
+    for stale in [*stale_files, work / "logs" / "access.ndjson"]:
         if stale.is_file():
             stale.unlink()
 

@@ -76,6 +76,13 @@ def alive(pid: int) -> bool:
         (["--speed", "-1"], "--speed: must be a positive number"),
         (["--rps", "nan"], "--rps: must be a positive number"),
         (["--duration", "inf"], "--duration: must be a positive number"),
+        # options that would be ignored: refused, so nobody waits for a pace that never applies
+        (["--speed", "60"], "gatewatch up: --speed sets the pace of a --replay; without --replay use --rps"),
+        (
+            ["--replay", "x.log", "--rps", "50"],
+            "gatewatch up: --rps shapes the synthetic mix and means nothing",
+        ),
+        (["--replay", "x.log", "--duration", "5", "--rps", "9"], "--duration and --rps shape the synthetic"),
     ],
 )
 def test_bad_arguments_exit_2_before_anything_starts(tmp_path: Path, args: list[str], message: str) -> None:
@@ -185,6 +192,22 @@ def test_a_child_that_exits_while_another_program_answers_is_reported(tmp_path: 
 
 
 # ---- whole runs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_second_run_in_the_same_workdir_starts_with_an_empty_store_and_access_log(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    for rps in ("20", "30"):
+        summary = tmp_path / f"s{rps}.json"
+        proc = up(
+            "--duration", "1", "--rps", rps, "--exit-when-done", "--workdir", str(work),
+            "--summary-json", str(summary), *free_ports(),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        data = json.loads(summary.read_text())
+        counted = sum(r["requests"] for r in data["routes"].values())
+        access_lines = (work / "logs" / "access.ndjson").read_text().splitlines()
+        assert data["requests"] == counted == len(access_lines) > 0
 
 
 def test_only_garbage_lines_runs_counts_them_writes_the_summary_and_exits_1(tmp_path: Path) -> None:
