@@ -180,6 +180,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     # ---- httptools callbacks -------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            # A trailer field (after a chunked body). Appending it here made it a response
+            # header, which RFC 9110 6.5.1 forbids. The proxy drops trailers instead of
+            # forwarding them (it strips the Trailer header too, as hop-by-hop): a recipient
+            # that removes the chunked coding may discard them (RFC 9112 7.1.2), and
+            # re-encoding them would cost every chunked response for what no client here uses.
+            return
         name = name.lower()
         if name == b"content-length":
             self._has_length = True

@@ -187,3 +187,18 @@ async def test_reading_pauses_when_the_consumer_is_slow() -> None:
         assert bytes(received) == payload
         pool.release(conn)
         assert pool.idle_count == 1
+
+
+async def test_trailer_fields_are_not_response_headers() -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_head(reader):
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: v\r\n\r\n"
+            )
+
+    async with raw_server(handler) as srv:
+        client = UpstreamClient()
+        for _ in range(2):
+            resp = await client.fetch("GET", srv.url)
+            assert (resp.status, resp.body, resp.header(b"x-t")) == (200, b"ok", None)
+        assert srv.connections == 1  # the trailer section ended the message cleanly
