@@ -35,7 +35,7 @@ GatewayError = Literal[
     "upstream_5xx",  # the upstream answered with a 5xx status
     "upstream_refused",  # connection refused or reset before a response
     "upstream_timeout",  # no response within the route's timeout
-    "upstream_protocol",  # the upstream's response could not be parsed
+    "upstream_protocol",  # the upstream's response could not be parsed or forwarded (e.g. status 999)
     "circuit_open",  # no target could be tried because every breaker was open
     "no_route",  # the path matched no configured route
     "client_disconnect",  # the client went away before the response completed

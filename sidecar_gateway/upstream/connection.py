@@ -28,6 +28,11 @@ READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
 
 
+class _BadHead(Exception):
+    """Raised from a parser callback to stop parsing a response head we refuse (the reason is
+    already in ``_error``; httptools wraps it in an HttpParserCallbackError)."""
+
+
 class Deadlines:
     """Timeouts for every waiting exchange, checked by one task every ``resolution`` seconds.
 
@@ -146,6 +151,12 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(ProtocolError(f"invalid upstream response: {exc}"))
             self.close()
             return
+        except httptools.HttpParserUpgrade:
+            # Not an HttpParserError: uncaught, it escaped into the event loop's handler. A 101
+            # is refused in on_headers_complete already; this covers any other switch.
+            self._fail(ProtocolError("upstream switched protocols, which the proxy never asks for"))
+            self.close()
+            return
         if self._is_head and self.head_done:
             # A HEAD response has no body whatever its Content-Length says; httptools cannot be
             # told so, hence a fresh parser for the next exchange.
@@ -196,6 +207,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        if not 100 <= status <= 599 or status == 101:
+            # llhttp takes any three digits. A status outside 100-599 has no meaning in HTTP
+            # (and the access-event schema refuses it); a 101 switches protocols, which we
+            # never ask for (Upgrade is hop-by-hop and not forwarded).
+            self._fail(
+                ProtocolError(f"upstream answered with status {status}, which the proxy cannot forward")
+            )
+            raise _BadHead
         if 100 <= status < 200:
             # Interim response (e.g. 103 Early Hints): not forwarded; the final one follows.
             self._interim = True

@@ -7,6 +7,7 @@ reason, the breaker told, and the upstream connection reused or dropped as it de
 from __future__ import annotations
 
 import http.client
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from gatewatch.events import AccessEvent
 from tests.gateway.gateway_thread import gateway_thread, make_config
-from tests.gateway.helpers import host_port, request, request_path, scripted_server
+from tests.gateway.helpers import host_port, request, request_path, sample, scrape, scripted_server
 
 pytestmark = pytest.mark.integration
 
@@ -56,3 +57,41 @@ def test_trailer_fields_never_become_response_headers() -> None:
             assert "x-t" not in r.headers and "x-other" not in r.headers and "trailer" not in r.headers
         assert request(gw.url, "GET", "/plain", conn=conn).body == b"ok"
         assert gw.gateway.routes[0].backends[0].pool.opened == 1
+
+
+@pytest.mark.parametrize("status_line", [b"999 X", b"600 Beyond", b"099 Below", b"000 Zero"])
+def test_a_status_outside_100_to_599_is_a_502_upstream_protocol(tmp_path: Path, status_line: bytes) -> None:
+    log = tmp_path / "access.log"
+    reply = b"HTTP/1.1 %b\r\nContent-Length: 2\r\n\r\nok" % status_line
+    with (
+        scripted_server(by_path({b"/odd": reply})) as port,
+        gateway_thread(make_config(route(port), telemetry=logged(log))) as gw,
+    ):
+        r = request(gw.url, "GET", "/odd", headers={"X-Request-ID": "odd-1"})
+        assert (r.status, r.json()) == (502, {"error": "upstream_protocol", "request_id": "odd-1"})
+        m = scrape(gw.admin_url)
+        code = status_line.split()[0].decode().lstrip("0") or "0"
+        assert sample(m, "http_requests_total", route="api", method="GET", code=code) is None
+        assert sample(m, "http_requests_total", route="api", method="GET", code="502") == 1
+        assert sample(m, "http_requests_errors_total", route="api", reason="upstream_protocol") == 1
+        assert request(gw.url, "GET", "/fine").status == 200
+    (event, _) = events(log)  # valid events: the collector would accept them
+    assert (event.status, event.error, event.outcome) == (502, "upstream_protocol", "failure")
+
+
+def test_an_unsolicited_101_is_a_502_upstream_protocol_without_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = tmp_path / "access.log"
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    with (
+        scripted_server(by_path({b"/switch": switch})) as port,
+        gateway_thread(make_config(route(port), telemetry=logged(log))) as gw,
+        caplog.at_level(logging.WARNING),
+    ):
+        r = request(gw.url, "GET", "/switch")
+        assert (r.status, r.json()["error"]) == (502, "upstream_protocol")
+        assert request(gw.url, "GET", "/fine").status == 200
+    (event, _) = events(log)
+    assert (event.status, event.error) == (502, "upstream_protocol")
+    assert [rec.getMessage() for rec in caplog.records if rec.exc_info] == []
