@@ -36,6 +36,7 @@ GatewayError = Literal[
     "upstream_refused",  # connection refused or reset before a response
     "upstream_timeout",  # no response within the route's timeout
     "upstream_protocol",  # the upstream's response could not be parsed or forwarded (e.g. status 999)
+    "upstream_truncated",  # the upstream closed or reset the connection in the middle of the body
     "circuit_open",  # no target could be tried because every breaker was open
     "no_route",  # the path matched no configured route
     "client_disconnect",  # the client went away before the response completed

@@ -18,6 +18,7 @@ import httptools
 from sidecar_gateway.upstream.errors import (
     ConnectionClosed,
     ProtocolError,
+    ResponseTruncated,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -172,7 +173,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self.complete = True  # body delimited by connection close
                 self.keep_alive = False
             elif self.head_done:
-                self._fail(ConnectionClosed("upstream closed the connection in the middle of the body"))
+                self._fail(ResponseTruncated("upstream closed the connection in the middle of the body"))
             else:
                 self._fail(ConnectionClosed("upstream closed the connection before responding"))
         self._wake()
@@ -342,7 +343,7 @@ class UpstreamConnection(asyncio.Protocol):
             if self._error is not None:
                 raise self._error
             if self.closed:
-                raise ConnectionClosed("upstream closed the connection in the middle of the body")
+                raise ResponseTruncated("upstream closed the connection in the middle of the body")
             waiter = self.loop.create_future()
             self._waiter = waiter
             try:

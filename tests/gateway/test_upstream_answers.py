@@ -79,6 +79,30 @@ def test_a_status_outside_100_to_599_is_a_502_upstream_protocol(tmp_path: Path, 
     assert (event.status, event.error, event.outcome) == (502, "upstream_protocol", "failure")
 
 
+def test_an_upstream_closing_mid_body_is_upstream_truncated_not_refused(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    partial = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000
+
+    def respond(head: bytes) -> tuple[bytes, bool]:
+        return partial, True  # then close
+
+    with (
+        scripted_server(respond) as port,
+        gateway_thread(make_config(route(port), telemetry=logged(log))) as gw,
+    ):
+        conn = http.client.HTTPConnection(*host_port(gw.url), timeout=10)
+        conn.request("GET", "/cut")
+        resp = conn.getresponse()
+        assert resp.status == 200  # the head was on its way before the upstream went
+        with pytest.raises(http.client.IncompleteRead):
+            resp.read()
+        m = scrape(gw.admin_url)
+        assert sample(m, "http_requests_errors_total", route="api", reason="upstream_truncated") == 1
+        assert sample(m, "http_requests_errors_total", route="api", reason="upstream_refused") is None
+    (event,) = events(log)
+    assert (event.status, event.error, event.response_bytes) == (200, "upstream_truncated", 1000)
+
+
 def test_an_unsolicited_101_is_a_502_upstream_protocol_without_a_traceback(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

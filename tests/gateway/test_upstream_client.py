@@ -12,6 +12,7 @@ from sidecar_gateway.upstream import (
     ConnectFailed,
     ConnectionClosed,
     ProtocolError,
+    ResponseTruncated,
     UpstreamClient,
     UpstreamTimeout,
 )
@@ -230,3 +231,15 @@ async def test_statuses_the_proxy_cannot_forward_are_protocol_errors(head: bytes
         with pytest.raises(ProtocolError) as exc:
             await UpstreamClient().fetch("GET", srv.url, timeout=5)
         assert exc.value.reason == "upstream_protocol" and exc.value.status == 502
+
+
+async def test_a_close_in_the_middle_of_the_body_is_a_truncated_response() -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+        await writer.drain()  # then closed by raw_server
+
+    async with raw_server(handler) as srv:
+        with pytest.raises(ResponseTruncated) as exc:
+            await UpstreamClient().fetch("GET", srv.url)
+        assert exc.value.reason == "upstream_truncated" and exc.value.status == 502
