@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,10 @@ from tests.gateway.helpers import host_port, request, request_path, sample, scra
 pytestmark = pytest.mark.integration
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+FAIL = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+# RFC 9110 8.6: a 304 may carry the Content-Length a GET would have had; it still has no body.
+CL304 = b'HTTP/1.1 304 Not Modified\r\nContent-Length: 1000\r\nETag: "v1"\r\n\r\n'
+CL204 = b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n"
 
 
 def route(port: int, **extra: Any) -> list[dict[str, Any]]:
@@ -39,6 +45,61 @@ def by_path(replies: dict[bytes, bytes]) -> Any:
         return replies.get(request_path(head), OK), False
 
     return respond
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def open_the_breaker_then_wait(url: str) -> None:
+    """failure_threshold 1, open_seconds 0.3: one 500 opens it; afterwards it is half-open."""
+    assert request(url, "GET", "/fail").status == 500
+    assert request(url, "GET", "/while-open").status == 503
+    time.sleep(0.35)  # open_seconds pass: the next request is the half-open probe
+
+
+BREAKER = {"circuit_breaker": {"failure_threshold": 1, "open_seconds": 0.3}}
+
+
+def test_bodyless_answers_keep_their_content_length_and_the_connection_goes_on(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    replies = {b"/fail": FAIL, b"/cl304": CL304, b"/cl204": CL204}
+    with (
+        scripted_server(by_path(replies)) as port,
+        gateway_thread(make_config(route(port, **BREAKER), telemetry=logged(log))) as gw,
+    ):
+        open_the_breaker_then_wait(gw.url)
+        # The 304 is the half-open probe; two more requests are pipelined behind it.
+        with socket.create_connection(host_port(gw.url), timeout=10) as s:
+            s.sendall(
+                b"GET /cl304 HTTP/1.1\r\nHost: t\r\n\r\n"
+                b"GET /cl204 HTTP/1.1\r\nHost: t\r\n\r\n"
+                b"GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            )
+            answer = read_until_closed(s)
+        head304, head204, head200, body = answer.split(b"\r\n\r\n")
+        assert head304.startswith(b"HTTP/1.1 304 ") and b"\r\ncontent-length: 1000" in head304.lower()
+        assert b'etag: "v1"' in head304.lower()
+        assert head204.startswith(b"HTTP/1.1 204 ") and b"\r\ncontent-length: 7" in head204.lower()
+        assert head200.startswith(b"HTTP/1.1 200 ") and body == b"ok"
+        assert request(gw.url, "GET", "/again").status == 200  # the probe closed the breaker
+        m = scrape(gw.admin_url)
+        assert sample(m, "circuit_breaker_state", route="api", backend=f"127.0.0.1:{port}") == 0
+        assert sample(m, "http_requests_total", route="api", method="GET", code="304") == 1
+        # Every upstream answer was complete: one upstream connection served them all.
+        assert gw.gateway.routes[0].backends[0].pool.opened == 1
+    got = [(e.path, e.status, e.error, e.response_bytes) for e in events(log)]
+    assert got == [
+        ("/fail", 500, None, 0),
+        ("/while-open", 503, "circuit_open", len(b'{"error":"circuit_open","request_id":""}') + 32),
+        ("/cl304", 304, None, 0),
+        ("/cl204", 204, None, 0),
+        ("/after", 200, None, 2),
+        ("/again", 200, None, 2),
+    ]
 
 
 def test_trailer_fields_never_become_response_headers() -> None:
