@@ -40,6 +40,7 @@ GatewayError = Literal[
     "circuit_open",  # no target could be tried because every breaker was open
     "no_route",  # the path matched no configured route
     "client_disconnect",  # the client went away before the response completed
+    "internal_error",  # the gateway itself failed (a bug: its log has the traceback)
 ]
 ERROR_REASONS: tuple[str, ...] = GatewayError.__args__  # type: ignore[attr-defined]
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gatewatch.events import AccessEvent
+from sidecar_gateway.server import Gateway, _uvicorn_server
 from tests.gateway.gateway_thread import gateway_thread, make_config
 from tests.gateway.helpers import host_port, request, request_path, sample, scrape, scripted_server
 
@@ -100,6 +101,36 @@ def test_bodyless_answers_keep_their_content_length_and_the_connection_goes_on(t
         ("/after", 200, None, 2),
         ("/again", 200, None, 2),
     ]
+
+
+def _stock_uvicorn_front(gateway: Gateway) -> None:
+    """The proxy port on uvicorn's own httptools protocol, which refuses (RuntimeError) a 304
+    whose Content-Length promises a body: a real ASGI server raising from send()."""
+    gateway.proxy_server = _uvicorn_server(gateway.app, gateway.config.listen, 5)
+
+
+def test_an_exception_from_send_is_recorded_and_gives_the_probe_slot_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = tmp_path / "access.log"
+    with (
+        scripted_server(by_path({b"/fail": FAIL, b"/cl304": CL304})) as port,
+        gateway_thread(
+            make_config(route(port, **BREAKER), telemetry=logged(log)), prepare=_stock_uvicorn_front
+        ) as gw,
+    ):
+        open_the_breaker_then_wait(gw.url)
+        conn = http.client.HTTPConnection(*host_port(gw.url), timeout=10)
+        conn.request("GET", "/cl304")
+        assert conn.getresponse().status == 304  # the head went out before send() raised
+        conn.close()
+        # The probe slot came back (neither verdict: the failure was not the upstream's) ...
+        assert request(gw.url, "GET", "/after").status == 200
+        # ... and the connection the failed exchange held was dropped, not pooled.
+        assert gw.gateway.routes[0].backends[0].pool.opened == 2
+    probe = [e for e in events(log) if e.path == "/cl304"]
+    assert [(e.status, e.error, e.outcome) for e in probe] == [(304, "internal_error", "failure")]
+    assert "Response content shorter than Content-Length" in caplog.text  # the bug is in the log
 
 
 def test_trailer_fields_never_become_response_headers() -> None:
