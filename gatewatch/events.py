@@ -40,6 +40,7 @@ GatewayError = Literal[
     "circuit_open",  # no target could be tried because every breaker was open
     "no_route",  # the path matched no configured route
     "client_disconnect",  # the client went away before the response completed
+    "drain_timeout",  # still in flight when the shutdown drain (drain_seconds) ran out
     "internal_error",  # the gateway itself failed (a bug: its log has the traceback)
 ]
 ERROR_REASONS: tuple[str, ...] = GatewayError.__args__  # type: ignore[attr-defined]

@@ -51,7 +51,7 @@ Header = tuple[bytes, bytes]
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 # Outcomes that say nothing about the upstream's health: the breaker gets its slot back
 # (release), neither a success nor a failure.
-_NO_VERDICT = frozenset({"client_disconnect", "internal_error"})
+_NO_VERDICT = frozenset({"client_disconnect", "drain_timeout", "internal_error"})
 
 
 class _ClientGone(Exception):
@@ -121,7 +121,16 @@ class ProxyApp:
             return
 
         # ---- the request as the upstream will see it ----------------------------------------
-        msg = await receive()
+        try:
+            msg = await receive()
+        except asyncio.CancelledError:
+            # The shutdown drain ran out while the request body had not begun (see below).
+            _uncancel()
+            reply = _error_body("drain_timeout", request_id)
+            self._record(wall, t0, route, method, 503, "drain_timeout", None, None, 0, len(reply), peer,
+                         incoming, path, query, request_id, None, 0)  # fmt: skip
+            await _send_error(send, 503, reply, request_id)
+            return
         if msg["type"] == "http.disconnect":
             self._record_early(wall, t0, route, method, peer, incoming, path, query, request_id)
             return
@@ -266,6 +275,13 @@ class ProxyApp:
                 status = exc.status
                 if isinstance(exc, ConnectFailed):
                     backend.connect_ok = False
+        except asyncio.CancelledError:
+            # Only the gateway's shutdown cancels a request (Gateway.stop, once drain_seconds
+            # have passed, logs it in one line): answered and recorded like any other outcome.
+            error = "drain_timeout"
+            if not started:
+                status = 503
+            _uncancel()
         except Exception:
             # A bug (ours, or an ASGI server refusing what we send): still one record, the
             # breaker's slot back and the connection dropped, instead of a stuck probe slot.
@@ -352,6 +368,14 @@ class ProxyApp:
     ) -> None:
         self._record(wall, t0, route, method, CLIENT_CLOSED_STATUS, "client_disconnect", None, None, 0, 0,
                      peer, incoming, path, query, request_id, None, 0)  # fmt: skip
+
+
+def _uncancel() -> None:
+    """Mark the current task's cancellation as handled: the request then ends normally (its
+    503 written, its record kept) instead of failing in the server with a traceback."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 async def _next_body(receive: Receive) -> tuple[bytes, bool]:

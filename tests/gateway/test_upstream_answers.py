@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gatewatch.events import AccessEvent
-from sidecar_gateway.server import Gateway, _uvicorn_server
+from sidecar_gateway.server import CUT_OFF_GRACE, Gateway, _uvicorn_server
 from tests.gateway.gateway_thread import gateway_thread, make_config
 from tests.gateway.helpers import host_port, request, request_path, sample, scrape, scripted_server
 
@@ -211,3 +211,45 @@ def test_an_unsolicited_101_is_a_502_upstream_protocol_without_a_traceback(
     (event, _) = events(log)
     assert (event.status, event.error) == (502, "upstream_protocol")
     assert [rec.getMessage() for rec in caplog.records if rec.exc_info] == []
+
+
+def test_a_response_still_streaming_at_the_drain_deadline_is_recorded(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    partial = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"p" * 100  # the rest never comes
+
+    def respond(head: bytes) -> tuple[bytes, bool]:
+        return partial, False
+
+    with scripted_server(respond) as port:
+        cfg = make_config(route(port), telemetry=logged(log), drain_seconds=1)
+        with gateway_thread(cfg) as gw:
+            conn = http.client.HTTPConnection(*host_port(gw.url), timeout=30)
+            conn.request("GET", "/stream")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            # A request whose body has not begun: the proxy is still waiting for it.
+            no_body = socket.create_connection(host_port(gw.url), timeout=30)
+            no_body.sendall(b"POST /no-body HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n")
+            # A connection whose request head never completes: not a request, but it must not
+            # hold the shutdown until uvicorn's own backstop.
+            half = socket.create_connection(host_port(gw.url), timeout=30)
+            half.sendall(b"GET /never-finished HTTP/1.1\r\nHost:")
+            while gw.call(lambda: gw.gateway.app.in_flight) < 2:
+                time.sleep(0.01)
+            stopping = time.monotonic()
+        stopped_after = time.monotonic() - stopping  # the block's exit stopped the gateway
+        with pytest.raises(http.client.IncompleteRead):
+            resp.read()
+        head, _, body = read_until_closed(no_body).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 ") and b'"error":"drain_timeout"' in body
+        assert half.recv(100) == b""
+        no_body.close()
+        half.close()
+    got = sorted((e.path, e.status, e.error, e.outcome, e.response_bytes) for e in events(log))
+    assert got == [
+        ("/no-body", 503, "drain_timeout", "failure", len(body)),
+        ("/stream", 200, "drain_timeout", "failure", 100),
+    ]
+    # A hang detector, not a timing test: drain_seconds (1) plus the cut-off, far below the
+    # 11 s uvicorn would wait on the half-sent head.
+    assert stopped_after < 1 + CUT_OFF_GRACE + 3
