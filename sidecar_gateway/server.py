@@ -17,7 +17,7 @@ import sys
 import uvicorn
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from gatewatch.configfile import split_host_port
+from gatewatch.configfile import UnusableSetting, split_host_port
 from sidecar_gateway import procstats
 from sidecar_gateway.access_log import AccessLogWriter
 from sidecar_gateway.admin import AdminApp
@@ -68,6 +68,15 @@ def _uvicorn_server(
     return server
 
 
+def _open_access_log(path: str) -> AccessLogWriter:
+    try:
+        return AccessLogWriter(path)
+    except OSError as exc:
+        raise UnusableSetting(
+            ("telemetry", "access_log", "path"), f"cannot open {path} for appending: {exc.strerror or exc}"
+        ) from None
+
+
 class StartupError(Exception):
     """The gateway could not start (e.g. a listen address is taken)."""
 
@@ -81,11 +90,21 @@ class Gateway:
         self.routes = build_routes(config, self.client)
         self.trusted = TrustedProxies(config.trusted_proxies)
         tel = config.telemetry
-        self.access_log = AccessLogWriter(tel.access_log.path) if tel.access_log.enabled else None
+        # The files the config names are opened before anything listens; what the OS refuses is
+        # reported against the setting (UnusableSetting), not as a traceback.
+        self.access_log = _open_access_log(tel.access_log.path) if tel.access_log.enabled else None
         self.hub = TelemetryHub(config.instance_name, self.trusted, self.access_log)
         self.shipper: Shipper | None = None
         if tel.collector is not None:
-            self.shipper = Shipper(tel.collector, self.client, on_drop=self.hub.count_dropped)
+            try:
+                self.shipper = Shipper(tel.collector, self.client, on_drop=self.hub.count_dropped)
+            except OSError as exc:  # only the spool directory touches the filesystem here
+                if self.access_log is not None:
+                    self.access_log.close()
+                raise UnusableSetting(
+                    ("telemetry", "collector", "spool_dir"),
+                    f"cannot use {tel.collector.spool_dir} as the spool directory: {exc.strerror or exc}",
+                ) from None
             self.hub.shipper = self.shipper
         # Every sink's drop counter exists from the start, so alerts see 0 rather than nothing.
         sinks = [

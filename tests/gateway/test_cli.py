@@ -191,3 +191,52 @@ def test_requests_cut_off_by_the_drain_deadline_are_answered_503_recorded_and_sh
             if "drain_seconds (1s) passed with 1 request(s) in flight" in line
         )
     ]
+
+
+# (setting, YAML for it under telemetry:, its line in the file, the OS error)
+UNUSABLE = [
+    (
+        "telemetry.access_log.path",
+        "  access_log:\n    path: /nonexistent/dir/log\n",
+        9,
+        "cannot open /nonexistent/dir/log for appending: No such file or directory",
+    ),
+    (
+        "telemetry.collector.spool_dir",
+        "  collector:\n    url: http://127.0.0.1:9/v1/events\n    spool_dir: /proc/nope\n",
+        10,
+        "cannot use /proc/nope as the spool directory: No such file or directory",
+    ),
+    (  # a directory that exists but takes no files: refused at start, not when spooling at exit
+        "telemetry.collector.spool_dir",
+        "  collector:\n    url: http://127.0.0.1:9/v1/events\n    spool_dir: /proc\n",
+        10,
+        "cannot use /proc as the spool directory: No such file or directory",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "yaml", "line", "message"), UNUSABLE, ids=["access_log", "spool_missing", "spool_unwritable"]
+)
+def test_a_path_the_os_refuses_is_reported_against_its_setting_before_anything_listens(
+    tmp_path: Path, field: str, yaml: str, line: int, message: str
+) -> None:
+    port = free_port()
+    conf = tmp_path / "gateway.yaml"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f"admin_listen: 127.0.0.1:{free_port()}\n"
+        "routes:\n"
+        "  - name: api\n"
+        "    path_prefix: /\n"
+        "    upstreams: [{address: 127.0.0.1:9}]\n"
+        "telemetry:\n" + yaml
+    )
+    proc = subprocess.run(
+        gatewatch_cmd("gateway", "--config", str(conf)), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{conf}:{line}: {field}: {message}" in proc.stderr.splitlines()
+    assert "gateway listening" not in proc.stderr
