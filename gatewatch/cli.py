@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gatewatch.configfile import ConfigError, load_config
+from gatewatch.configfile import ConfigError, UnusableSetting, load_config
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
@@ -25,7 +25,10 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     config = load_config(GatewayConfig, args.config)
     from sidecar_gateway.server import run
 
-    run(config)
+    try:
+        run(config)
+    except UnusableSetting as exc:  # e.g. an access log in a directory that does not exist
+        raise exc.config_error(args.config) from None
     return 0
 
 

@@ -80,6 +80,33 @@ class FieldValueError(ValueError):
         self.message = message
 
 
+class UnusableSetting(Exception):
+    """A setting that validated but that the machine refused when the component used it at start
+    (a directory that does not exist, a file that cannot be opened).
+
+    The component raises it with the field's path; the CLI, which knows the file, turns it into
+    a :class:`ConfigError` with :meth:`config_error`, so it reads like any other config problem
+    (file, line, field) instead of a traceback."""
+
+    def __init__(self, loc: PathKey, message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+    def config_error(self, path: Path | str) -> ConfigError:
+        # The file was read and validated moments ago: read it again only for the field's line.
+        lines: dict[PathKey, int] = {}
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+            _, lines = parse_yaml_text(raw.decode("utf-8"), path)
+        except (OSError, UnicodeDecodeError, ConfigError):
+            pass  # changed since: the message still names the file and the field
+        field = ".".join(str(p) for p in self.loc)
+        line = _line_for(self.loc, lines) if lines else None
+        return ConfigError(path, [ConfigProblem(line, field, self.message)])
+
+
 class ConfigError(Exception):
     """A config file that cannot be used. ``str()`` is the operator-facing message."""
 

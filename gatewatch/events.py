@@ -35,10 +35,13 @@ GatewayError = Literal[
     "upstream_5xx",  # the upstream answered with a 5xx status
     "upstream_refused",  # connection refused or reset before a response
     "upstream_timeout",  # no response within the route's timeout
-    "upstream_protocol",  # the upstream's response could not be parsed
+    "upstream_protocol",  # the upstream's response could not be parsed or forwarded (e.g. status 999)
+    "upstream_truncated",  # the upstream closed or reset the connection in the middle of the body
     "circuit_open",  # no target could be tried because every breaker was open
     "no_route",  # the path matched no configured route
     "client_disconnect",  # the client went away before the response completed
+    "drain_timeout",  # still in flight when the shutdown drain (drain_seconds) ran out
+    "internal_error",  # the gateway itself failed (a bug: its log has the traceback)
 ]
 ERROR_REASONS: tuple[str, ...] = GatewayError.__args__  # type: ignore[attr-defined]
 

@@ -34,6 +34,7 @@ from sidecar_gateway.upstream import (
     IDEMPOTENT_METHODS,
     ConnectFailed,
     ConnectionClosed,
+    ProtocolError,
     UpstreamConnection,
     UpstreamError,
     build_head,
@@ -48,6 +49,9 @@ Send = Callable[[Message], Awaitable[None]]
 Header = tuple[bytes, bytes]
 
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+# Outcomes that say nothing about the upstream's health: the breaker gets its slot back
+# (release), neither a success nor a failure.
+_NO_VERDICT = frozenset({"client_disconnect", "drain_timeout", "internal_error"})
 
 
 class _ClientGone(Exception):
@@ -117,7 +121,16 @@ class ProxyApp:
             return
 
         # ---- the request as the upstream will see it ----------------------------------------
-        msg = await receive()
+        try:
+            msg = await receive()
+        except asyncio.CancelledError:
+            # The shutdown drain ran out while the request body had not begun (see below).
+            _uncancel()
+            reply = _error_body("drain_timeout", request_id)
+            self._record(wall, t0, route, method, 503, "drain_timeout", None, None, 0, len(reply), peer,
+                         incoming, path, query, request_id, None, 0)  # fmt: skip
+            await _send_error(send, 503, reply, request_id)
+            return
         if msg["type"] == "http.disconnect":
             self._record_early(wall, t0, route, method, peer, incoming, path, query, request_id)
             return
@@ -160,6 +173,10 @@ class ProxyApp:
             self._record(wall, t0, route, method, 503, "circuit_open", None, None, len(body), sent,
                          peer, incoming, path, query, request_id, "open", 0)  # fmt: skip
             return
+        # From here on the request holds the target's breaker (in half-open state, a probe slot)
+        # and maybe an upstream connection. Every way out, expected or not, goes through the one
+        # tail below the try: connection released or discarded, breaker told, one record
+        # written, and a JSON error sent when the response has not started.
         timeouts = route.timeouts
         replayable = not more_body and bmethod in IDEMPOTENT_METHODS
         is_head = method == "HEAD"
@@ -168,6 +185,12 @@ class ProxyApp:
         body_done = not more_body
         conn: UpstreamConnection | None = None
         t_up = 0.0
+        upstream_duration: float | None = None
+        status = 0
+        error: str | None = None
+        started = False  # http.response.start went through: too late for an error status
+        response_bytes = 0
+        disconnect_watch: asyncio.Future[Message] | None = None
         try:
             # take_idle first: a coroutine call per request is measurable on this path.
             conn = backend.pool.take_idle()
@@ -194,54 +217,27 @@ class ProxyApp:
                     retries += 1
                     conn = await backend.pool.connect(timeouts.connect)
                     reused = False
-        except _ClientGone:
-            if conn is not None:
-                backend.pool.discard(conn)
-            backend.breaker.release(time.monotonic())
-            self._record(wall, t0, route, method, CLIENT_CLOSED_STATUS, "client_disconnect", backend, None,
-                         request_bytes, 0, peer, incoming, path, query, request_id,
-                         backend.state(time.monotonic()), retries)  # fmt: skip
-            return
-        except UpstreamError as exc:
-            if conn is not None:
-                backend.pool.discard(conn)
-            end = time.monotonic()
-            backend.breaker.on_failure(end)
-            if isinstance(exc, ConnectFailed):
-                backend.connect_ok = False
-            sent = await _error(send, exc.status, exc.reason, request_id)
-            self._record(wall, t0, route, method, exc.status, exc.reason, backend, None, request_bytes, sent,
-                         peer, incoming, path, query, request_id, backend.state(end), retries)  # fmt: skip
-            return
 
-        # ---- response ------------------------------------------------------------------------------
-        upstream_duration = time.monotonic() - t_up
-        status = conn.status
-        backend.connect_ok = True
-        out_headers = strip_response_hop_by_hop(conn.headers)
-        for name, _ in out_headers:
-            if name == b"x-request-id":
-                break  # the upstream echoed it already
-        else:
-            out_headers.append((b"x-request-id", request_id))
-        error: str | None = None
-        response_bytes = 0
-        disconnect_watch: asyncio.Future[Message] | None = None
-        try:
-            await send({"type": "http.response.start", "status": status, "headers": out_headers})
-        except RuntimeError as exc:
-            # The front server refused the head (e.g. a header value it will not write): nothing
-            # has reached the client yet, so it still gets a proper 502.
-            log.warning("unforwardable response from %s for %s: %s", backend.label, request_id.decode(), exc)
-            backend.pool.discard(conn)
-            end = time.monotonic()
-            backend.breaker.on_failure(end)
-            sent = await _error(send, 502, "upstream_protocol", request_id)
-            self._record(wall, t0, route, method, 502, "upstream_protocol", backend, upstream_duration,
-                         request_bytes, sent, peer, incoming, path, query, request_id, backend.state(end),
-                         retries)  # fmt: skip
-            return
-        try:
+            # ---- response --------------------------------------------------------------------------
+            upstream_duration = time.monotonic() - t_up
+            status = conn.status
+            backend.connect_ok = True
+            out_headers = strip_response_hop_by_hop(conn.headers)
+            for name, _ in out_headers:
+                if name == b"x-request-id":
+                    break  # the upstream echoed it already
+            else:
+                out_headers.append((b"x-request-id", request_id))
+            try:
+                await send({"type": "http.response.start", "status": status, "headers": out_headers})
+            except RuntimeError as exc:
+                # The front server refused the head (e.g. a header value it will not write): nothing
+                # has reached the client yet, so it still gets a proper 502.
+                log.warning(
+                    "unforwardable response from %s for %s: %s", backend.label, request_id.decode(), exc
+                )
+                raise ProtocolError(f"unforwardable response head: {exc}") from None
+            started = True
             chunk = conn.take_buffered()
             if conn.complete:
                 response_bytes = len(chunk)
@@ -266,31 +262,68 @@ class ProxyApp:
                 await send({"type": "http.response.body", "body": b""})
         except _ClientGone:
             error = "client_disconnect"
+            if not started:
+                status = CLIENT_CLOSED_STATUS
         except UpstreamError as exc:
-            # Too late for an error status: the client sees a truncated response.
             error = exc.reason
-            log.warning("upstream %s failed mid-response for %s: %s", backend.label, request_id.decode(), exc)
+            if started:
+                # Too late for an error status: the client sees a truncated response.
+                log.warning(
+                    "upstream %s failed mid-response for %s: %s", backend.label, request_id.decode(), exc
+                )
+            else:
+                status = exc.status
+                if isinstance(exc, ConnectFailed):
+                    backend.connect_ok = False
+        except asyncio.CancelledError:
+            # Only the gateway's shutdown cancels a request (Gateway.stop, once drain_seconds
+            # have passed, logs it in one line): answered and recorded like any other outcome.
+            error = "drain_timeout"
+            if not started:
+                status = 503
+            _uncancel()
+        except Exception:
+            # A bug (ours, or an ASGI server refusing what we send): still one record, the
+            # breaker's slot back and the connection dropped, instead of a stuck probe slot.
+            log.exception("proxying %s to %s failed unexpectedly", request_id.decode(), backend.label)
+            error = "internal_error"
+            if not started:
+                status = 500
         finally:
             if disconnect_watch is not None and not disconnect_watch.done():
                 disconnect_watch.cancel()
+
+        # ---- the one way out once a target was chosen --------------------------------------------
         end = time.monotonic()
-        if error is None and conn.reusable:
-            backend.pool.release(conn)
+        if conn is not None:
+            if error is None and conn.reusable:
+                backend.pool.release(conn)
+            else:
+                backend.pool.discard(conn)
+        breaker = backend.breaker
+        if error is None:
+            if status >= 500:
+                breaker.on_failure(end)
+            else:
+                breaker.on_success(end)
+        elif error in _NO_VERDICT:
+            breaker.release(end)
         else:
-            backend.pool.discard(conn)
-        if error == "client_disconnect":
-            backend.breaker.release(end)
-        elif status >= 500 or error is not None:
-            backend.breaker.on_failure(end)
-        else:
-            backend.breaker.on_success(end)
+            breaker.on_failure(end)
+        error_reply: bytes | None = None
+        if not started and error is not None and error != "client_disconnect":
+            error_reply = _error_body(error, request_id)
+            response_bytes = len(error_reply)
+        # Recorded before the error reply is written: the record must not depend on that write.
         self.telemetry.record(
             RequestRecord(
                 wall, end - t0, route.name, method, status, error, backend.label, upstream_duration,
                 request_bytes, response_bytes, peer, incoming.forwarded_for, incoming.user_agent, path, query,
-                request_id, backend.breaker.state(end), retries,
+                request_id, breaker.state(end), retries,
             )
         )  # fmt: skip
+        if error_reply is not None:
+            await _send_error(send, status, error_reply, request_id)
 
     def _record(
         self,
@@ -337,6 +370,14 @@ class ProxyApp:
                      peer, incoming, path, query, request_id, None, 0)  # fmt: skip
 
 
+def _uncancel() -> None:
+    """Mark the current task's cancellation as handled: the request then ends normally (its
+    503 written, its record kept) instead of failing in the server with a traceback."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
 async def _next_body(receive: Receive) -> tuple[bytes, bool]:
     msg = await receive()
     if msg["type"] == "http.disconnect":
@@ -373,7 +414,16 @@ async def _stream_body(
 
 
 async def _error(send: Send, status: int, reason: str, request_id: bytes) -> int:
-    body = orjson.dumps({"error": reason, "request_id": request_id.decode("latin-1")})
+    body = _error_body(reason, request_id)
+    await _send_error(send, status, body, request_id)
+    return len(body)
+
+
+def _error_body(reason: str, request_id: bytes) -> bytes:
+    return orjson.dumps({"error": reason, "request_id": request_id.decode("latin-1")})
+
+
+async def _send_error(send: Send, status: int, body: bytes, request_id: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -386,7 +436,6 @@ async def _error(send: Send, status: int, reason: str, request_id: bytes) -> int
         }
     )
     await send({"type": "http.response.body", "body": body})
-    return len(body)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -95,8 +95,9 @@ class _HeadTooLarge(Exception):
 class _Cycle:
     """One request and its response on a connection."""
 
-    __slots__ = ("body", "chunked", "complete", "conn", "disconnected", "expect_100", "head", "is_head",
-                 "keep_alive", "more_body", "ready", "remaining", "scope", "started", "waiter")  # fmt: skip
+    __slots__ = ("body", "bodyless", "chunked", "complete", "conn", "disconnected", "expect_100", "head",
+                 "is_head", "keep_alive", "more_body", "ready", "remaining", "scope", "started",
+                 "waiter")  # fmt: skip
 
     def __init__(
         self, conn: FrontProtocol, scope: dict[str, Any], keep_alive: bool, expect_100: bool
@@ -106,6 +107,7 @@ class _Cycle:
         self.keep_alive = keep_alive
         self.expect_100 = expect_100
         self.is_head = scope["method"] == "HEAD"
+        self.bodyless = self.is_head  # no body bytes on the wire, whatever Content-Length says
         self.body = b""
         self.more_body = True
         self.ready = False  # something for receive(): body bytes, the end, a disconnect
@@ -202,7 +204,7 @@ class _Cycle:
         head = self.head
         if head is not None:
             self.head = None
-        if self.is_head:
+        if self.bodyless:
             self.remaining = 0
             data = head or b""
         elif self.chunked:
@@ -255,6 +257,10 @@ class _Cycle:
             raise RuntimeError("Invalid HTTP header name.")
         if _BAD_VALUE.search(b"\t".join(values)):
             raise RuntimeError("Invalid HTTP header value.")
+        if status in (204, 304):
+            # These never carry a body (RFC 9110 6.4.1), but a 304 may say the representation's
+            # length in Content-Length (8.6): forwarded as is, and no body is expected.
+            self.bodyless = True
         if not self.keep_alive and not has_close:
             parts.append(b"connection: close\r\n")
         if chunked is None and not self.is_head and status not in (204, 304):

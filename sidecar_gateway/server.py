@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import signal
 import sys
 
 import uvicorn
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from gatewatch.configfile import split_host_port
+from gatewatch.configfile import UnusableSetting, split_host_port
 from sidecar_gateway import procstats
 from sidecar_gateway.access_log import AccessLogWriter
 from sidecar_gateway.admin import AdminApp
@@ -34,10 +35,16 @@ from sidecar_gateway.upstream import UpstreamClient
 log = logging.getLogger("sidecar_gateway")
 
 POOL_SWEEP_INTERVAL = 1.0
+# Once drain_seconds have passed, the requests still in flight are cancelled: ProxyApp answers
+# each (a JSON 503 when its response had not started) and records it; this bounds that step.
+CUT_OFF_GRACE = 2.0
+# uvicorn's own graceful-shutdown timeout for the proxy port, only a backstop behind ours: when
+# it fires, uvicorn cancels what is left itself.
+UVICORN_BACKSTOP_SECONDS = 10
 
 
 def _uvicorn_server(
-    app: object, listen: str, drain_seconds: float, http: type[asyncio.Protocol] | None = None
+    app: object, listen: str, drain_seconds: int, http: type[asyncio.Protocol] | None = None
 ) -> uvicorn.Server:
     host, port = split_host_port(listen)
     config = uvicorn.Config(
@@ -52,13 +59,22 @@ def _uvicorn_server(
         server_header=False,  # the upstream's Server and Date headers pass through
         date_header=False,
         log_config=None,
-        timeout_graceful_shutdown=int(drain_seconds) or 1,
+        timeout_graceful_shutdown=drain_seconds,
         timeout_keep_alive=30,
     )
     config.load()
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)
     return server
+
+
+def _open_access_log(path: str) -> AccessLogWriter:
+    try:
+        return AccessLogWriter(path)
+    except OSError as exc:
+        raise UnusableSetting(
+            ("telemetry", "access_log", "path"), f"cannot open {path} for appending: {exc.strerror or exc}"
+        ) from None
 
 
 class StartupError(Exception):
@@ -74,11 +90,21 @@ class Gateway:
         self.routes = build_routes(config, self.client)
         self.trusted = TrustedProxies(config.trusted_proxies)
         tel = config.telemetry
-        self.access_log = AccessLogWriter(tel.access_log.path) if tel.access_log.enabled else None
+        # The files the config names are opened before anything listens; what the OS refuses is
+        # reported against the setting (UnusableSetting), not as a traceback.
+        self.access_log = _open_access_log(tel.access_log.path) if tel.access_log.enabled else None
         self.hub = TelemetryHub(config.instance_name, self.trusted, self.access_log)
         self.shipper: Shipper | None = None
         if tel.collector is not None:
-            self.shipper = Shipper(tel.collector, self.client, on_drop=self.hub.count_dropped)
+            try:
+                self.shipper = Shipper(tel.collector, self.client, on_drop=self.hub.count_dropped)
+            except OSError as exc:  # only the spool directory touches the filesystem here
+                if self.access_log is not None:
+                    self.access_log.close()
+                raise UnusableSetting(
+                    ("telemetry", "collector", "spool_dir"),
+                    f"cannot use {tel.collector.spool_dir} as the spool directory: {exc.strerror or exc}",
+                ) from None
             self.hub.shipper = self.shipper
         # Every sink's drop counter exists from the start, so alerts see 0 rather than nothing.
         sinks = [
@@ -108,8 +134,9 @@ class Gateway:
         # The proxy port speaks through FrontProtocol (fewer syscalls and timers per request than
         # uvicorn's own protocol); the admin port keeps uvicorn's.
         protocol = front_protocol(config.max_request_head_bytes, self.app.head_refused)
-        self.proxy_server = _uvicorn_server(self.app, config.listen, config.drain_seconds, protocol)
-        self.admin_server = _uvicorn_server(self.admin, config.admin_listen, 5.0)
+        backstop = math.ceil(config.drain_seconds) + UVICORN_BACKSTOP_SECONDS
+        self.proxy_server = _uvicorn_server(self.app, config.listen, backstop, protocol)
+        self.admin_server = _uvicorn_server(self.admin, config.admin_listen, 5)
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -140,7 +167,7 @@ class Gateway:
         self.draining = True
         log.info("draining: %d requests in flight", self.app.in_flight)
         if self.proxy_server.started:
-            await self.proxy_server.shutdown()
+            await self._drain_proxy()
         await self.health.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -149,6 +176,36 @@ class Gateway:
             await self.admin_server.shutdown()
         self.client.close()
         log.info("gateway stopped")
+
+    async def _drain_proxy(self) -> None:
+        """uvicorn's graceful shutdown of the proxy port (stop accepting, close idle connections,
+        wait for the busy ones) under our deadline: after drain_seconds the requests still in
+        flight are cancelled. ProxyApp answers and records each of them, so their events are
+        flushed with the rest below, and the log gets one line rather than uvicorn's cancel
+        followed by a CancelledError traceback and a 500 per request."""
+        server = self.proxy_server
+        shutdown = asyncio.get_running_loop().create_task(server.shutdown(), name="proxy-shutdown")
+        done, _ = await asyncio.wait({shutdown}, timeout=self.config.drain_seconds)
+        if not done:
+            state = server.server_state
+            tasks = list(state.tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=CUT_OFF_GRACE)
+            # A connection with no request running (a head still arriving) would hold uvicorn's
+            # wait until its backstop; its client gets nothing more from us anyway.
+            for conn in list(state.connections):
+                transport = getattr(conn, "transport", None)
+                if transport is not None:
+                    transport.close()
+            log.warning(
+                "drain_seconds (%gs) passed with %d request(s) in flight: cut off and recorded as "
+                "drain_timeout (answered 503 where the response had not started)",
+                self.config.drain_seconds,
+                len(tasks),
+            )
+        await shutdown
 
     async def _stop_servers(self) -> None:
         for server in (self.proxy_server, self.admin_server):

@@ -304,6 +304,11 @@ class Spool:
         self.root = root
         self.max_bytes = max_bytes
         root.mkdir(parents=True, exist_ok=True)
+        # Written into only while the collector is away, often at shutdown: a directory we
+        # cannot write into must fail the start (OSError), not lose those events later.
+        probe = root / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
         self.files: list[Path] = sorted(
             (p for p in root.iterdir() if p.suffix in (".ndjson", ".gz") and not p.name.startswith(".")),
             key=lambda p: p.name,

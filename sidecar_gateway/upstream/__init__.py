@@ -6,6 +6,7 @@ from sidecar_gateway.upstream.errors import (
     ConnectFailed,
     ConnectionClosed,
     ProtocolError,
+    ResponseTruncated,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "PoolLimits",
     "ProtocolError",
     "Response",
+    "ResponseTruncated",
     "UpstreamClient",
     "UpstreamConnection",
     "UpstreamError",

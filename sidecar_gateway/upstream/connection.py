@@ -18,6 +18,7 @@ import httptools
 from sidecar_gateway.upstream.errors import (
     ConnectionClosed,
     ProtocolError,
+    ResponseTruncated,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -26,6 +27,11 @@ Header = tuple[bytes, bytes]
 
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
+
+
+class _BadHead(Exception):
+    """Raised from a parser callback to stop parsing a response head we refuse (the reason is
+    already in ``_error``; httptools wraps it in an HttpParserCallbackError)."""
 
 
 class Deadlines:
@@ -146,6 +152,12 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(ProtocolError(f"invalid upstream response: {exc}"))
             self.close()
             return
+        except httptools.HttpParserUpgrade:
+            # Not an HttpParserError: uncaught, it escaped into the event loop's handler. A 101
+            # is refused in on_headers_complete already; this covers any other switch.
+            self._fail(ProtocolError("upstream switched protocols, which the proxy never asks for"))
+            self.close()
+            return
         if self._is_head and self.head_done:
             # A HEAD response has no body whatever its Content-Length says; httptools cannot be
             # told so, hence a fresh parser for the next exchange.
@@ -161,7 +173,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self.complete = True  # body delimited by connection close
                 self.keep_alive = False
             elif self.head_done:
-                self._fail(ConnectionClosed("upstream closed the connection in the middle of the body"))
+                self._fail(ResponseTruncated("upstream closed the connection in the middle of the body"))
             else:
                 self._fail(ConnectionClosed("upstream closed the connection before responding"))
         self._wake()
@@ -180,6 +192,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     # ---- httptools callbacks -------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            # A trailer field (after a chunked body). Appending it here made it a response
+            # header, which RFC 9110 6.5.1 forbids. The proxy drops trailers instead of
+            # forwarding them (it strips the Trailer header too, as hop-by-hop): a recipient
+            # that removes the chunked coding may discard them (RFC 9112 7.1.2), and
+            # re-encoding them would cost every chunked response for what no client here uses.
+            return
         name = name.lower()
         if name == b"content-length":
             self._has_length = True
@@ -189,6 +208,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        if not 100 <= status <= 599 or status == 101:
+            # llhttp takes any three digits. A status outside 100-599 has no meaning in HTTP
+            # (and the access-event schema refuses it); a 101 switches protocols, which we
+            # never ask for (Upgrade is hop-by-hop and not forwarded).
+            self._fail(
+                ProtocolError(f"upstream answered with status {status}, which the proxy cannot forward")
+            )
+            raise _BadHead
         if 100 <= status < 200:
             # Interim response (e.g. 103 Early Hints): not forwarded; the final one follows.
             self._interim = True
@@ -316,7 +343,7 @@ class UpstreamConnection(asyncio.Protocol):
             if self._error is not None:
                 raise self._error
             if self.closed:
-                raise ConnectionClosed("upstream closed the connection in the middle of the body")
+                raise ResponseTruncated("upstream closed the connection in the middle of the body")
             waiter = self.loop.create_future()
             self._waiter = waiter
             try:

@@ -13,7 +13,14 @@ class ConnectFailed(UpstreamError):
 
 
 class ConnectionClosed(UpstreamError):
-    """The upstream closed or reset the connection before the response was complete."""
+    """The upstream closed or reset the connection before it sent a response head."""
+
+
+class ResponseTruncated(ConnectionClosed):
+    """The upstream closed or reset the connection after the response head, before the body was
+    complete. Not a refusal: the upstream took the request and answered part of it."""
+
+    reason = "upstream_truncated"
 
 
 class UpstreamTimeout(UpstreamError):

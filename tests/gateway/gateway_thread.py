@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,7 +44,11 @@ def make_config(routes: list[dict[str, Any]], **extra: Any) -> GatewayConfig:
 
 
 @contextmanager
-def gateway_thread(config: GatewayConfig) -> Iterator[RunningGateway]:
+def gateway_thread(
+    config: GatewayConfig, prepare: Callable[[Gateway], None] | None = None
+) -> Iterator[RunningGateway]:
+    """The gateway for ``config`` until the block ends (then stopped as on SIGTERM); ``prepare``
+    may adjust it between construction and start."""
     loop = uvloop.new_event_loop()
     gateway_box: list[Gateway] = []
     started = threading.Event()
@@ -55,6 +59,8 @@ def gateway_thread(config: GatewayConfig) -> Iterator[RunningGateway]:
         nonlocal stop_requested
         stop_requested = asyncio.Event()
         gw = Gateway(config)
+        if prepare is not None:
+            prepare(gw)
         gateway_box.append(gw)
         try:
             await gw.start()

@@ -8,7 +8,7 @@ import socket
 import socketserver
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -92,3 +92,47 @@ def garbage_server(reply: bytes = b"NOT HTTP AT ALL\r\n\r\n", hold: float = 0.0)
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def scripted_server(respond: Callable[[bytes], tuple[bytes, bool]]) -> Iterator[int]:
+    """A keep-alive TCP server for exact upstream bytes: every request head it reads (requests
+    carry no body here) is answered with ``respond(head)``'s bytes, and the connection is closed
+    after them when its flag says so."""
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            sock: socket.socket = self.request
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        chunk = sock.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                reply, close = respond(head)
+                try:
+                    sock.sendall(reply)
+                except OSError:
+                    return
+                if close:
+                    return
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def request_path(head: bytes) -> bytes:
+    """The request target of a raw request head."""
+    return head.split(b" ", 2)[1]

@@ -12,7 +12,7 @@ import pytest
 
 from gatewatch.events import AccessEvent
 from tests.gateway.collector_standin import Received, collector_app
-from tests.gateway.helpers import request, sample, scrape
+from tests.gateway.helpers import Reply, request, sample, scrape
 from tests.gateway.upstream_server import RunningUpstream, app_in_thread
 from tests.support.procs import free_port, gatewatch_cmd, running
 
@@ -117,3 +117,126 @@ def test_taken_listen_address_exits_non_zero_with_a_clear_message(tmp_path: Path
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_requests_cut_off_by_the_drain_deadline_are_answered_503_recorded_and_shipped(
+    tmp_path: Path,
+) -> None:
+    port, admin, collector_port, upstream_port = free_port(), free_port(), free_port(), free_port()
+    log = tmp_path / "access.log"
+    conf = tmp_path / "gateway.yaml"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f"admin_listen: 127.0.0.1:{admin}\n"
+        "drain_seconds: 1\n"
+        "routes:\n"
+        "  - name: api\n"
+        "    path_prefix: /\n"
+        "    upstreams:\n"
+        f"      - address: 127.0.0.1:{upstream_port}\n"
+        "telemetry:\n"
+        "  access_log:\n"
+        f"    path: {log}\n"
+        "  collector:\n"
+        f"    url: http://127.0.0.1:{collector_port}/v1/events\n"
+        "    flush_interval: 30\n"  # shipped by the shutdown flush, after the cut-off
+    )
+    received = Received()
+    url = f"http://127.0.0.1:{port}"
+    gateway_log = tmp_path / "gateway.out"
+    replies: list[Reply] = []
+    with (
+        app_in_thread(collector_app(received), collector_port),
+        running(
+            gatewatch_cmd("demo-upstream", "--listen", f"127.0.0.1:{upstream_port}"),
+            ready_url=f"http://127.0.0.1:{upstream_port}/healthz",
+        ),
+        running(
+            gatewatch_cmd("gateway", "--config", str(conf)),
+            ready_url=f"http://127.0.0.1:{admin}/healthz",
+            log=gateway_log,
+        ) as proc,
+    ):
+        slow = threading.Thread(
+            target=lambda: replies.append(
+                request(url, "GET", "/slow", headers={"x-demo-delay-ms": "4000", "X-Request-ID": "cut-1"})
+            )
+        )
+        slow.start()
+        for _ in range(500):  # until the gateway has it in flight
+            if sample(scrape(f"http://127.0.0.1:{admin}"), "active_connections") == 1:
+                break
+            threading.Event().wait(0.01)
+        proc.send_signal(signal.SIGTERM)
+        slow.join(30)
+        code = proc.wait(30)
+    assert code == 0
+    (reply,) = replies  # answered before the 4 s the upstream would have taken
+    assert reply.status == 503
+    assert reply.json() == {"error": "drain_timeout", "request_id": "cut-1"}
+    (event,) = [AccessEvent.model_validate_json(line) for line in log.read_bytes().splitlines()]
+    assert (event.status, event.error, event.outcome, event.request_id) == (
+        503,
+        "drain_timeout",
+        "failure",
+        "cut-1",
+    )
+    assert [(e.request_id, e.error) for e in received.events] == [("cut-1", "drain_timeout")]
+    out = gateway_log.read_text()
+    assert "Traceback" not in out and "CancelledError" not in out
+    assert [line for line in out.splitlines() if "drain_seconds" in line or "Cancel" in line] == [
+        next(
+            line
+            for line in out.splitlines()
+            if "drain_seconds (1s) passed with 1 request(s) in flight" in line
+        )
+    ]
+
+
+# (setting, YAML for it under telemetry:, its line in the file, the OS error)
+UNUSABLE = [
+    (
+        "telemetry.access_log.path",
+        "  access_log:\n    path: /nonexistent/dir/log\n",
+        9,
+        "cannot open /nonexistent/dir/log for appending: No such file or directory",
+    ),
+    (
+        "telemetry.collector.spool_dir",
+        "  collector:\n    url: http://127.0.0.1:9/v1/events\n    spool_dir: /proc/nope\n",
+        10,
+        "cannot use /proc/nope as the spool directory: No such file or directory",
+    ),
+    (  # a directory that exists but takes no files: refused at start, not when spooling at exit
+        "telemetry.collector.spool_dir",
+        "  collector:\n    url: http://127.0.0.1:9/v1/events\n    spool_dir: /proc\n",
+        10,
+        "cannot use /proc as the spool directory: No such file or directory",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "yaml", "line", "message"), UNUSABLE, ids=["access_log", "spool_missing", "spool_unwritable"]
+)
+def test_a_path_the_os_refuses_is_reported_against_its_setting_before_anything_listens(
+    tmp_path: Path, field: str, yaml: str, line: int, message: str
+) -> None:
+    port = free_port()
+    conf = tmp_path / "gateway.yaml"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f"admin_listen: 127.0.0.1:{free_port()}\n"
+        "routes:\n"
+        "  - name: api\n"
+        "    path_prefix: /\n"
+        "    upstreams: [{address: 127.0.0.1:9}]\n"
+        "telemetry:\n" + yaml
+    )
+    proc = subprocess.run(
+        gatewatch_cmd("gateway", "--config", str(conf)), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{conf}:{line}: {field}: {message}" in proc.stderr.splitlines()
+    assert "gateway listening" not in proc.stderr

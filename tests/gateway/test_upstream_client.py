@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -10,6 +12,7 @@ from sidecar_gateway.upstream import (
     ConnectFailed,
     ConnectionClosed,
     ProtocolError,
+    ResponseTruncated,
     UpstreamClient,
     UpstreamTimeout,
 )
@@ -187,3 +190,56 @@ async def test_reading_pauses_when_the_consumer_is_slow() -> None:
         assert bytes(received) == payload
         pool.release(conn)
         assert pool.idle_count == 1
+
+
+async def test_trailer_fields_are_not_response_headers() -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_head(reader):
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: v\r\n\r\n"
+            )
+
+    async with raw_server(handler) as srv:
+        client = UpstreamClient()
+        for _ in range(2):
+            resp = await client.fetch("GET", srv.url)
+            assert (resp.status, resp.body, resp.header(b"x-t")) == (200, b"ok", None)
+        assert srv.connections == 1  # the trailer section ended the message cleanly
+
+
+def _answers_once(reply: bytes) -> Callable[[int, asyncio.StreamReader, asyncio.StreamWriter], Any]:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(reply)
+        await writer.drain()
+        await asyncio.sleep(1)  # connection kept open: only the bytes decide
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 999 X\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 000 X\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+    ],
+)
+async def test_statuses_the_proxy_cannot_forward_are_protocol_errors(head: bytes) -> None:
+    async with raw_server(_answers_once(head)) as srv:
+        with pytest.raises(ProtocolError) as exc:
+            await UpstreamClient().fetch("GET", srv.url, timeout=5)
+        assert exc.value.reason == "upstream_protocol" and exc.value.status == 502
+
+
+async def test_a_close_in_the_middle_of_the_body_is_a_truncated_response() -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+        await writer.drain()  # then closed by raw_server
+
+    async with raw_server(handler) as srv:
+        with pytest.raises(ResponseTruncated) as exc:
+            await UpstreamClient().fetch("GET", srv.url)
+        assert exc.value.reason == "upstream_truncated" and exc.value.status == 502
