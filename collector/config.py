@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gatewatch.configfile import HostPort
+from gatewatch.configfile import ConfigPath, HostPort
 
 
 class _Strict(BaseModel):
@@ -16,7 +16,7 @@ class _Strict(BaseModel):
 class StoreConfig(_Strict):
     """Embedded SQLite event store (Elasticsearch comes later as another backend)."""
 
-    path: Path = Path("var/collector/events.sqlite3")
+    path: ConfigPath = Path("var/collector/events.sqlite3")  # relative: to the config file
     retention_days: int = Field(default=30, ge=1, le=3650)
 
     @field_validator("path")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError, ValidationInfo
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -54,6 +54,23 @@ def _is_ipv6(text: str) -> bool:
 
 # A listen or upstream address in config files: "host:port" ("[::1]:8080" for IPv6).
 HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
+# The key under which load_config passes the config file's folder to the models' validators.
+CONFIG_DIR = "config_dir"
+
+
+def resolve_config_path(value: Path, info: ValidationInfo) -> Path:
+    """A relative path in a config file means relative to that file, as in Prometheus and nginx,
+    not to wherever the process was started (the same file then works from any directory).
+    Without a file (a model validated from data) it stays as given."""
+    base = info.context.get(CONFIG_DIR) if isinstance(info.context, dict) else None
+    if base is None or value.is_absolute():
+        return value
+    return Path(base) / value
+
+
+ConfigPath = Annotated[Path, AfterValidator(resolve_config_path)]
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -246,7 +263,7 @@ def validate_data(model: type[ModelT], data: Any, lines: dict[PathKey, int], pat
     if not isinstance(data, dict):
         raise ConfigError(path, [ConfigProblem(1, "", "the top level must be a mapping of settings")])
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={CONFIG_DIR: Path(path).parent})
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):

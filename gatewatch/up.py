@@ -240,7 +240,9 @@ def render_table(summary: Summary) -> str:
 
 def gateway_config(opts: UpOptions, routes: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     a, b = (f"{opts.host}:{p}" for p in opts.upstream_ports)
-    logs = opts.workdir / "logs"
+    # Absolute: a relative path in a config file means relative to the file, not to the workdir.
+    work = opts.workdir.resolve()
+    logs = work / "logs"
     return {
         "listen": f"{opts.host}:{opts.gateway_port}",
         "admin_listen": f"{opts.host}:{opts.admin_port}",
@@ -262,7 +264,7 @@ def gateway_config(opts: UpOptions, routes: tuple[tuple[str, str], ...]) -> dict
                 "url": f"http://{opts.host}:{opts.collector_port}/v1/events",
                 "batch_size": 1000,
                 "flush_interval": 0.25,
-                "spool_dir": str(opts.workdir / "spool"),
+                "spool_dir": str(work / "spool"),
             },
         },
     }
@@ -271,7 +273,7 @@ def gateway_config(opts: UpOptions, routes: tuple[tuple[str, str], ...]) -> dict
 def collector_config(opts: UpOptions) -> dict[str, Any]:
     return {
         "listen": f"{opts.host}:{opts.collector_port}",
-        "store": {"path": str(opts.workdir / "collector" / "events.sqlite3")},
+        "store": {"path": str(opts.workdir.resolve() / "collector" / "events.sqlite3")},
     }
 
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from gatewatch.configfile import FieldValueError, HostPort
+from gatewatch.configfile import ConfigPath, FieldValueError, HostPort, resolve_config_path
 
 
 class _Strict(BaseModel):
@@ -74,15 +82,22 @@ class CollectorSink(_Strict):
     flush_interval: float = Field(default=0.5, gt=0, le=60, description="seconds between flushes")
     queue_size: int = Field(default=50_000, ge=1, le=10_000_000, description="bounded queue; full -> drop")
     gzip: bool = True
-    spool_dir: Path | None = None  # where unshipped batches wait while the collector is down
+    # where unshipped batches wait while the collector is down (relative: to the config file)
+    spool_dir: ConfigPath | None = None
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
 
 class AccessLog(_Strict):
-    """ECS JSON access log: one line per request. ``path: "-"`` writes to stdout."""
+    """ECS JSON access log: one line per request. ``path: "-"`` writes to stdout; a relative path
+    is relative to the config file."""
 
     enabled: bool = True
     path: str = "-"
+
+    @field_validator("path")
+    @classmethod
+    def _relative_to_the_file(cls, v: str, info: ValidationInfo) -> str:
+        return v if v == "-" else str(resolve_config_path(Path(v), info))
 
 
 class Telemetry(_Strict):

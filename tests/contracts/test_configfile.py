@@ -93,3 +93,29 @@ def test_duplicate_route_and_reserved_name(tmp_path: Path) -> None:
         load_config(GatewayConfig, write(tmp_path, dup))
     with pytest.raises(ConfigError, match="reserved"):
         load_config(GatewayConfig, write(tmp_path, GOOD.replace("name: users", "name: unmatched")))
+
+
+def test_relative_paths_are_relative_to_the_config_file_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    monkeypatch.chdir(tmp_path)  # elsewhere than the file
+    gateway = folder / "gateway.yaml"
+    gateway.write_text(
+        GOOD + "telemetry:\n  access_log: {path: logs/access.ndjson}\n"
+        "  collector: {url: 'http://127.0.0.1:9300/v1/events', spool_dir: ../spool}\n"
+    )
+    cfg = load_config(GatewayConfig, Path("etc/gateway.yaml"))
+    assert cfg.telemetry.access_log.path == "etc/logs/access.ndjson"
+    assert cfg.telemetry.collector is not None
+    assert cfg.telemetry.collector.spool_dir == Path("etc/../spool")
+    collector = folder / "collector.yaml"
+    collector.write_text("store: {path: data/events.sqlite3}\n")
+    assert load_config(CollectorConfig, collector).store.path == folder / "data" / "events.sqlite3"
+    # absolute paths and "-" (stdout) are kept as they are
+    sink = f"{{url: 'http://h:1/', spool_dir: {tmp_path}}}"
+    gateway.write_text(GOOD + f"telemetry:\n  access_log: {{path: '-'}}\n  collector: {sink}\n")
+    cfg = load_config(GatewayConfig, gateway)
+    assert cfg.telemetry.access_log.path == "-"
+    assert cfg.telemetry.collector is not None and cfg.telemetry.collector.spool_dir == tmp_path
