@@ -429,6 +429,12 @@ class FrontProtocol(asyncio.Protocol):
             raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._head_open:
+            # A trailer field (after a chunked body): dropped. A proxy may discard request
+            # trailers (RFC 9110 6.5.1), and appending them here would put them into
+            # ``scope["headers"]`` (this very list) after the app may already have read it, so a
+            # client could forge X-Request-ID, X-Forwarded-For or Authorization past our checks.
+            return
         self._url_complete = True
         self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self._head_bytes > self.max_head_bytes:

@@ -7,6 +7,7 @@ response heads) is checked byte for byte.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -44,6 +45,17 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         for part in (b"one", b"", b"two"):
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/headers":
+        text = json.dumps([[n.decode(), v.decode()] for n, v in scope["headers"]]).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(text))],
+            }
+        )
+        await send({"type": "http.response.body", "body": text})
         return
     text = f"{scope['method']} {path} q={scope['query_string'].decode()} len={len(body)}".encode()
     await send(
@@ -221,3 +233,18 @@ def test_client_disconnect_reaches_a_waiting_receive() -> None:
         server.should_exit = True
         thread.join(10)
         loop.close()
+
+
+def test_request_trailers_never_become_header_fields() -> None:
+    # The whole request arrives in one read, so the parser has seen the trailers before the app
+    # reads scope["headers"]: they used to be appended to that very list.
+    with front_server() as port, _connect(port) as s:
+        s.sendall(
+            b"POST /headers HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nX-Request-ID: forged\r\n"
+            b"Authorization: Bearer x\r\n\r\n"
+            b"GET /headers HTTP/1.1\r\nHost: next\r\n\r\n"
+        )
+        first, second = _read_exact_responses(s, 2)
+    assert json.loads(first.split(b"\r\n\r\n", 1)[1]) == [["host", "h"], ["transfer-encoding", "chunked"]]
+    assert json.loads(second.split(b"\r\n\r\n", 1)[1]) == [["host", "next"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import re
 import socket
 import time
@@ -385,3 +386,32 @@ def test_forwarded_headers_from_an_untrusted_peer_are_not_believed(
         assert h["x-forwarded-proto"] == ["http"]  # not taken from an untrusted peer
     (event,) = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
     assert event.source_ip == "127.0.0.1"
+
+
+def _raw_exchange(url: str, data: bytes) -> bytes:
+    """Send raw bytes on a fresh connection and read until the gateway closes it."""
+    with socket.create_connection(host_port(url), timeout=15) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def test_request_trailers_are_not_forwarded_as_headers(upstream: RunningUpstream) -> None:
+    with gateway_thread(make_config(one_route(upstream.address))) as gw:
+        answer = _raw_exchange(
+            gw.url,
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nX-Request-ID: forged\r\n"
+            b"Authorization: Bearer x\r\n\r\n",
+        )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"forged" not in head
+    got = json.loads(body)
+    assert got["length"] == 5
+    h = echo_headers(got)
+    assert "authorization" not in h
+    assert h["x-forwarded-for"] == ["127.0.0.1"]
+    assert h["x-request-id"] != ["forged"]
