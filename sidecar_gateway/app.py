@@ -25,7 +25,7 @@ from sidecar_gateway.forwarding import (
     split_request_headers,
     strip_response_hop_by_hop,
 )
-from sidecar_gateway.front import RefusedHead
+from sidecar_gateway.front import REFUSED, RefusedHead
 from sidecar_gateway.records import CLIENT_CLOSED_STATUS, RequestRecord
 from sidecar_gateway.routing import Router, strip_prefix
 from sidecar_gateway.runtime import Backend, RouteRuntime
@@ -51,7 +51,14 @@ _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
 class _ClientGone(Exception):
-    """The client disconnected before the request body was complete."""
+    """The client disconnected before the request body was complete.
+
+    ``refused``: the front server refused the body (and answered and recorded that itself).
+    """
+
+    def __init__(self, refused: bool = False) -> None:
+        super().__init__()
+        self.refused = refused
 
 
 class ProxyApp:
@@ -74,18 +81,23 @@ class ProxyApp:
             self.in_flight -= 1
 
     def head_refused(self, refused: RefusedHead) -> bytes:
-        """Record a request the front server refused before its head was complete (e.g. 431).
+        """Record a request the front server refused and answered itself (400, 431...).
 
-        Called by ``FrontProtocol``; returns the request id its answer carries.
+        Called by ``FrontProtocol``; returns the request id its answer carries (the client's
+        when sane, as for a proxied request). The headers read so far give the user agent and
+        the X-Forwarded-For chain: the client address of a scanner is what security checks need.
         """
         route = self.router.match(refused.path) if refused.path else None
-        request_id = new_request_id()
+        incoming = split_request_headers(refused.headers)
+        request_id = incoming.request_id
+        if request_id is None or not sane_request_id(request_id):
+            request_id = new_request_id()
         peer = refused.client[0] if refused.client else None
         self.telemetry.record(
             RequestRecord(
                 time.time(), 0.0, route.name if route is not None else UNMATCHED_ROUTE, refused.method,
-                refused.status, None, None, None, 0, 0, peer, [], None, refused.path, refused.query,
-                request_id, None, 0,
+                refused.status, None, None, None, 0, 0, peer, incoming.forwarded_for, incoming.user_agent,
+                refused.path, refused.query, request_id, None, 0,
             )
         )  # fmt: skip
         return request_id
@@ -119,7 +131,8 @@ class ProxyApp:
         # ---- the request as the upstream will see it ----------------------------------------
         msg = await receive()
         if msg["type"] == "http.disconnect":
-            self._record_early(wall, t0, route, method, peer, incoming, path, query, request_id)
+            if not msg.get(REFUSED):  # else the front server answered 400 and recorded it
+                self._record_early(wall, t0, route, method, peer, incoming, path, query, request_id)
             return
         body: bytes = msg.get("body", b"")
         more_body: bool = msg.get("more_body", False)
@@ -194,10 +207,12 @@ class ProxyApp:
                     retries += 1
                     conn = await backend.pool.connect(timeouts.connect)
                     reused = False
-        except _ClientGone:
+        except _ClientGone as gone:
             if conn is not None:
                 backend.pool.discard(conn)
             backend.breaker.release(time.monotonic())
+            if gone.refused:
+                return  # the front server answered 400 and recorded it
             self._record(wall, t0, route, method, CLIENT_CLOSED_STATUS, "client_disconnect", backend, None,
                          request_bytes, 0, peer, incoming, path, query, request_id,
                          backend.state(time.monotonic()), retries)  # fmt: skip
@@ -340,7 +355,7 @@ class ProxyApp:
 async def _next_body(receive: Receive) -> tuple[bytes, bool]:
     msg = await receive()
     if msg["type"] == "http.disconnect":
-        raise _ClientGone
+        raise _ClientGone(bool(msg.get(REFUSED)))
     return msg.get("body", b""), msg.get("more_body", False)
 
 

@@ -7,6 +7,7 @@ response heads) is checked byte for byte.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -17,8 +18,11 @@ from typing import Any
 import uvicorn
 import uvloop
 
-from sidecar_gateway.front import FrontProtocol
+from sidecar_gateway.front import REFUSED, UNPARSED_METHOD, FrontProtocol, RefusedHead, front_protocol
 from tests.support.procs import free_port
+
+# The last request message the app received, by path (to see what a refusal told the app).
+_last_message: dict[str, dict[str, Any]] = {}
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -28,9 +32,12 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = b""
     while True:
         msg = await receive()
+        _last_message[path] = msg
         body += msg.get("body", b"")
         if not msg.get("more_body"):
             break
+    if path == "/sleep":
+        await asyncio.sleep(0.3)
     if path == "/boom":
         raise ValueError("app failure")
     if path == "/bad-header":
@@ -65,10 +72,10 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def front_server(keep_alive: int = 30) -> Iterator[int]:
+def front_server(keep_alive: int = 30, protocol: type[FrontProtocol] = FrontProtocol) -> Iterator[int]:
     port = free_port()
     config = uvicorn.Config(
-        _app, host="127.0.0.1", port=port, http=FrontProtocol, lifespan="off", log_config=None,
+        _app, host="127.0.0.1", port=port, http=protocol, lifespan="off", log_config=None,
         timeout_keep_alive=keep_alive, server_header=False, date_header=False,
     )  # fmt: skip
     server = uvicorn.Server(config)
@@ -248,3 +255,69 @@ def test_request_trailers_never_become_header_fields() -> None:
         first, second = _read_exact_responses(s, 2)
     assert json.loads(first.split(b"\r\n\r\n", 1)[1]) == [["host", "h"], ["transfer-encoding", "chunked"]]
     assert json.loads(second.split(b"\r\n\r\n", 1)[1]) == [["host", "next"]]
+
+
+def _refusing_server() -> tuple[list[RefusedHead], type[FrontProtocol]]:
+    """A FrontProtocol whose refusal hook keeps what it was told (and hands out ids r1, r2...)."""
+    seen: list[RefusedHead] = []
+
+    def hook(refused: RefusedHead) -> bytes:
+        seen.append(refused)
+        return b"r%d" % len(seen)
+
+    return seen, front_protocol(64 * 1024, hook)
+
+
+def test_every_refusal_is_recorded_through_the_hook_and_answered_with_json() -> None:
+    seen, protocol = _refusing_server()
+    with front_server(protocol=protocol) as port:
+        answers = []
+        for bad in (
+            b"GARBAGE\r\n\r\n",
+            b"GET /a\x00b HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"PUT /p?q=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: scan/1\r\nAccept: */*\r\nBad Name: x\r\n\r\n",
+            b"POST /chunks?z HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n",
+        ):
+            with _connect(port) as s:
+                s.sendall(bad)
+                answers.append(_read_until_closed(s))
+    for i, answer in enumerate(answers, 1):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+        assert head.endswith(
+            b"\r\nx-request-id: r%d\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close" % (i, len(body))
+        )
+        assert json.loads(body) == {"error": "bad_request", "request_id": f"r{i}"}
+    garbage, nul, bad_header, bad_chunk = seen
+    # No method was parsed: a placeholder (a valid token), not llhttp's default (DELETE).
+    assert (garbage.method, garbage.path, garbage.status) == (UNPARSED_METHOD, "", 400)
+    assert (nul.method, nul.path, nul.status) == ("GET", "", 400)  # the URL never completed
+    assert (bad_header.method, bad_header.path, bad_header.query) == ("PUT", "/p", b"q=1")
+    # httptools hands a header over once the next one begins: Accept was still pending.
+    assert list(bad_header.headers) == [(b"host", b"t"), (b"user-agent", b"scan/1")]
+    assert (bad_chunk.method, bad_chunk.path, bad_chunk.query, bad_chunk.status) == (
+        "POST",
+        "/chunks",
+        b"z",
+        400,
+    )
+    # The app had the head already: it was told the request was refused, not that the client left.
+    assert _last_message["/chunks"] == {"type": "http.disconnect", REFUSED: True}
+
+
+def test_a_refusal_is_answered_after_the_responses_pipelined_before_it() -> None:
+    seen, protocol = _refusing_server()
+    with front_server(protocol=protocol) as port, _connect(port) as s:
+        s.sendall(
+            b"GET /sleep HTTP/1.1\r\nHost: t\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\nGARBAGE\r\n\r\n"
+        )
+        answer = _read_until_closed(s)
+    first, rest = answer.split(b"GET /sleep q= len=0", 1)
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+    second, third = rest.split(b"GET /second q= len=0", 1)
+    assert second.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert third.startswith(b"HTTP/1.1 400 Bad Request\r\n") and third.endswith(
+        b'{"error":"bad_request","request_id":"r1"}'
+    )
+    assert len(seen) == 1
