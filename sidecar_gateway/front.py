@@ -109,11 +109,15 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
 REFUSED = "gatewatch.refused"
 
 
+# Header names on_header looks at (lower case).
+_WATCHED = frozenset({b"host", b"expect"})
+
+
 class _Refusal(Exception):
     """Raised from a parser callback to stop parsing and refuse the request."""
 
     def __init__(self, status: int, error: bytes) -> None:
-        super().__init__(status, error)
+        super().__init__(error.decode())
         self.status = status
         self.error = error
 
@@ -344,6 +348,7 @@ class FrontProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_100 = False
+        self._hosts = 0  # Host fields in the head being read
         self._read_paused = False
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -450,6 +455,7 @@ class FrontProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._expect_100 = False
+        self._hosts = 0
         self._head_open = True
         self._head_began = True
         self._head_bytes = 0
@@ -476,8 +482,11 @@ class FrontProtocol(asyncio.Protocol):
         name = name.lower()
         # llhttp keeps trailing whitespace, which RFC 9110 5.5 excludes from the value.
         value = value.rstrip(b" \t")
-        if name == b"expect" and value.lower() == b"100-continue":
-            self._expect_100 = True
+        if name in _WATCHED:  # one set lookup per field instead of a comparison per name
+            if name == b"host":
+                self._hosts += 1
+            elif value.lower() == b"100-continue":  # expect
+                self._expect_100 = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -494,6 +503,10 @@ class FrontProtocol(asyncio.Protocol):
         else:
             raw_path, query, path = url, b"", url.decode("ascii")
         http_version = parser.get_http_version()
+        if self._hosts != 1 and (self._hosts or http_version != "1.0"):
+            # RFC 9112 3.2: 400 for an HTTP/1.1 request without Host and for any request with
+            # more than one (which one the upstream believes is anybody's guess).
+            raise _Refusal(400, b"duplicate_host" if self._hosts else b"missing_host")
         root = self.root_path
         scope: dict[str, Any] = {
             "type": "http",

@@ -156,3 +156,23 @@ def test_malformed_requests_reach_metrics_and_the_collector_as_the_400_they_got(
         == before_400 + 3
     )
     assert _requests_counted(ports, "499") == before_499  # not a client disconnect
+
+
+def test_a_missing_or_duplicate_host_is_refused_not_proxied(ports: Ports, tmp: Path) -> None:
+    for request, error in (
+        (b"GET /two-hosts HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n", "duplicate_host"),
+        (b"GET /no-host HTTP/1.1\r\nConnection: close\r\n\r\n", "missing_host"),
+    ):
+        head, _, body = exchange(ports.gateway, request).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 ") and b"gatewatch-demo-upstream" not in head, request
+        answer = json.loads(body)
+        assert answer["error"] == error
+        event = _stored_event(tmp, answer["request_id"])
+        assert (event["http.response.status_code"], event["gateway.route"], event["url.path"]) == (
+            400,
+            "api",
+            request.split(b" ")[1].decode(),
+        )
+        assert "gateway.backend" not in event  # never sent upstream
+    # HTTP/1.0 may leave Host out.
+    assert exchange(ports.gateway, b"GET /old HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 ")

@@ -321,3 +321,33 @@ def test_a_refusal_is_answered_after_the_responses_pipelined_before_it() -> None
         b'{"error":"bad_request","request_id":"r1"}'
     )
     assert len(seen) == 1
+
+
+def test_missing_or_duplicate_host_is_refused_before_the_app() -> None:
+    seen, protocol = _refusing_server()
+    with front_server(protocol=protocol) as port:
+        answers = []
+        for request in (
+            b"GET /two?x=1 HTTP/1.1\r\nHost: a\r\nHOST: b\r\nContent-Length: 2\r\n\r\nhi",
+            b"GET /none HTTP/1.1\r\nUser-Agent: u\r\n\r\n",
+            b"GET /old-two HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+        ):
+            with _connect(port) as s:
+                s.sendall(request)
+                answers.append(_read_until_closed(s))
+        with _connect(port) as s:  # HTTP/1.0 needs no Host
+            s.sendall(b"GET /old HTTP/1.0\r\n\r\n")
+            assert _read_until_closed(s).endswith(b"GET /old q= len=0")
+    errors = []
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"\r\nconnection: close" in head
+        errors.append(json.loads(body)["error"])
+    assert errors == ["duplicate_host", "missing_host", "duplicate_host"]
+    assert [(r.method, r.path, r.query, r.status) for r in seen] == [
+        ("GET", "/two", b"x=1", 400),
+        ("GET", "/none", b"", 400),
+        ("GET", "/old-two", b"", 400),
+    ]
+    assert list(seen[0].headers) == [(b"host", b"a"), (b"host", b"b"), (b"content-length", b"2")]
+    assert "/two" not in _last_message and "/none" not in _last_message  # the app never saw them
