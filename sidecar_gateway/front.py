@@ -110,7 +110,7 @@ REFUSED = "gatewatch.refused"
 
 
 # Header names on_header looks at (lower case).
-_WATCHED = frozenset({b"host", b"expect"})
+_WATCHED = frozenset({b"host", b"transfer-encoding", b"expect"})
 
 
 class _Refusal(Exception):
@@ -349,6 +349,7 @@ class FrontProtocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_100 = False
         self._hosts = 0  # Host fields in the head being read
+        self._coding: bytes | None = None  # its Transfer-Encoding values, joined
         self._read_paused = False
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -456,6 +457,7 @@ class FrontProtocol(asyncio.Protocol):
         self._headers = []
         self._expect_100 = False
         self._hosts = 0
+        self._coding = None
         self._head_open = True
         self._head_began = True
         self._head_bytes = 0
@@ -485,6 +487,9 @@ class FrontProtocol(asyncio.Protocol):
         if name in _WATCHED:  # one set lookup per field instead of a comparison per name
             if name == b"host":
                 self._hosts += 1
+            elif name == b"transfer-encoding":
+                coding = self._coding
+                self._coding = value if coding is None else coding + b"," + value
             elif value.lower() == b"100-continue":  # expect
                 self._expect_100 = True
         self._headers.append((name, value))
@@ -507,6 +512,15 @@ class FrontProtocol(asyncio.Protocol):
             # RFC 9112 3.2: 400 for an HTTP/1.1 request without Host and for any request with
             # more than one (which one the upstream believes is anybody's guess).
             raise _Refusal(400, b"duplicate_host" if self._hosts else b"missing_host")
+        coding = self._coding
+        if coding is not None and coding.lower() != b"chunked":
+            # llhttp undoes only the chunked framing: "gzip, chunked" would reach the app (and
+            # the upstream, with a Content-Length) still gzipped but without the label saying so.
+            # Chunked last: the body can be framed but not decoded, 501 (RFC 9112 6.1). Not
+            # last: its length is unknown, 400 and close (RFC 9112 6.3).
+            if coding.rpartition(b",")[2].strip().lower() == b"chunked":
+                raise _Refusal(501, b"unsupported_transfer_coding")
+            raise _Refusal(400, b"bad_request")
         root = self.root_path
         scope: dict[str, Any] = {
             "type": "http",

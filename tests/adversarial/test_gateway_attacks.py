@@ -176,3 +176,22 @@ def test_a_missing_or_duplicate_host_is_refused_not_proxied(ports: Ports, tmp: P
         assert "gateway.backend" not in event  # never sent upstream
     # HTTP/1.0 may leave Host out.
     assert exchange(ports.gateway, b"GET /old HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_transfer_coding_the_gateway_cannot_decode_is_refused_with_501(ports: Ports, tmp: Path) -> None:
+    before = _requests_counted(ports, "501")
+    head, _, body = exchange(
+        ports.gateway,
+        b"POST /gz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501 ") and b"gatewatch-demo-upstream" not in head
+    answer = json.loads(body)
+    assert answer["error"] == "unsupported_transfer_coding"
+    event = _stored_event(tmp, answer["request_id"])
+    assert (event["http.response.status_code"], event["http.request.method"], event["url.path"]) == (
+        501,
+        "POST",
+        "/gz",
+    )
+    assert "gateway.backend" not in event
+    assert wait_until("the 501 counted", lambda: _requests_counted(ports, "501"), before + 1) == before + 1

@@ -351,3 +351,29 @@ def test_missing_or_duplicate_host_is_refused_before_the_app() -> None:
     ]
     assert list(seen[0].headers) == [(b"host", b"a"), (b"host", b"b"), (b"content-length", b"2")]
     assert "/two" not in _last_message and "/none" not in _last_message  # the app never saw them
+
+
+def test_transfer_codings_other_than_plain_chunked_are_refused() -> None:
+    seen, protocol = _refusing_server()
+    chunked_body = b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    with front_server(protocol=protocol) as port:
+        answers = []
+        for codings in (
+            b"Transfer-Encoding: gzip, chunked",
+            b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",  # the same, in two fields
+            b"Transfer-Encoding: gzip",  # chunked not last: the body's length is unknown
+        ):
+            with _connect(port) as s:
+                s.sendall(b"POST /te HTTP/1.1\r\nHost: t\r\n" + codings + chunked_body)
+                answers.append(_read_until_closed(s))
+        with _connect(port) as s:
+            s.sendall(b"POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked" + chunked_body)
+            (plain,) = _read_exact_responses(s, 1)
+    assert plain.endswith(b"POST /te q= len=5")
+    got = [(a.split(b"\r\n", 1)[0], json.loads(a.partition(b"\r\n\r\n")[2])["error"]) for a in answers]
+    assert got == [
+        (b"HTTP/1.1 501 Not Implemented", "unsupported_transfer_coding"),
+        (b"HTTP/1.1 501 Not Implemented", "unsupported_transfer_coding"),
+        (b"HTTP/1.1 400 Bad Request", "bad_request"),
+    ]
+    assert [(r.method, r.path, r.status) for r in seen] == [("POST", "/te", 501)] * 2 + [("POST", "/te", 400)]
