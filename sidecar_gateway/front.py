@@ -498,7 +498,9 @@ class FrontProtocol(asyncio.Protocol):
         self._head_open = False
         parser = self.parser
         url = self._url
-        if b"?" in url or b"%" in url or url[:1] != b"/":
+        # A fragment is never part of the request target on the wire (RFC 9112 3.2), but llhttp
+        # passes one on: parse_url drops it, so it goes neither upstream nor into telemetry.
+        if b"?" in url or b"%" in url or b"#" in url or url[:1] != b"/":
             parsed = httptools.parse_url(url)
             raw_path: bytes = parsed.path
             query: bytes = parsed.query or b""

@@ -377,3 +377,18 @@ def test_transfer_codings_other_than_plain_chunked_are_refused() -> None:
         (b"HTTP/1.1 400 Bad Request", "bad_request"),
     ]
     assert [(r.method, r.path, r.status) for r in seen] == [("POST", "/te", 501)] * 2 + [("POST", "/te", 400)]
+
+
+def test_a_fragment_in_the_request_target_is_dropped() -> None:
+    with front_server() as port, _connect(port) as s:
+        s.sendall(
+            b"GET /frag#top HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /frag?q=1#top HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /fr%61g#a%20b HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        answers = _read_exact_responses(s, 3)
+    assert [a.partition(b"\r\n\r\n")[2] for a in answers] == [
+        b"GET /frag q= len=0",
+        b"GET /frag q=q=1 len=0",
+        b"GET /frag q= len=0",
+    ]

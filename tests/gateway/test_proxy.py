@@ -415,3 +415,12 @@ def test_request_trailers_are_not_forwarded_as_headers(upstream: RunningUpstream
     assert "authorization" not in h
     assert h["x-forwarded-for"] == ["127.0.0.1"]
     assert h["x-request-id"] != ["forged"]
+
+
+def test_a_fragment_is_not_forwarded(upstream: RunningUpstream) -> None:
+    with gateway_thread(make_config(one_route(upstream.address))) as gw:
+        answer = _raw_exchange(gw.url, b"GET /echo#frag HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["path"] == "/echo"
+        answer = _raw_exchange(gw.url, b"GET /echo?a=1#frag HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        got = json.loads(answer.partition(b"\r\n\r\n")[2])
+        assert (got["path"], got["query"]) == ("/echo", "a=1")
