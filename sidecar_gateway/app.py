@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -27,7 +28,7 @@ from sidecar_gateway.forwarding import (
 )
 from sidecar_gateway.front import REFUSED, RefusedHead
 from sidecar_gateway.records import CLIENT_CLOSED_STATUS, RequestRecord
-from sidecar_gateway.routing import Router, strip_prefix
+from sidecar_gateway.routing import Router, normalize_path, strip_prefix
 from sidecar_gateway.runtime import Backend, RouteRuntime
 from sidecar_gateway.telemetry import TelemetryHub
 from sidecar_gateway.upstream import (
@@ -87,7 +88,10 @@ class ProxyApp:
         when sane, as for a proxied request). The headers read so far give the user agent and
         the X-Forwarded-For chain: the client address of a scanner is what security checks need.
         """
-        route = self.router.match(refused.path) if refused.path else None
+        raw = refused.path.encode("latin-1")
+        route = self.router.match(normalize_path(raw).decode("latin-1")) if raw else None
+        # url.path as for a proxied request: the path the client asked for, percent-decoded.
+        path = urllib.parse.unquote(refused.path) if "%" in refused.path else refused.path
         incoming = split_request_headers(refused.headers)
         request_id = incoming.request_id
         if request_id is None or not sane_request_id(request_id):
@@ -97,7 +101,7 @@ class ProxyApp:
             RequestRecord(
                 time.time(), 0.0, route.name if route is not None else UNMATCHED_ROUTE, refused.method,
                 refused.status, None, None, None, 0, 0, peer, incoming.forwarded_for, incoming.user_agent,
-                refused.path, refused.query, request_id, None, 0,
+                path, refused.query, request_id, None, 0,
             )
         )  # fmt: skip
         return request_id
@@ -116,7 +120,10 @@ class ProxyApp:
         peer: str | None = client[0] if client else None
         query: bytes = scope.get("query_string", b"")
 
-        route = self.router.match(path)
+        # Route and forward from one form of the path: the raw path normalised (routing.py).
+        # `path` (decoded, as the client asked) is what telemetry records.
+        raw_path: bytes = normalize_path(scope.get("raw_path") or path.encode())
+        route = self.router.match(raw_path.decode("latin-1"))
         if route is None:
             sent = await _error(send, 404, "no_route", request_id)
             self.telemetry.record(
@@ -158,7 +165,6 @@ class ProxyApp:
             chunked = False
             if body or method.encode() in _BODY_METHODS:
                 headers.append((b"content-length", str(len(body)).encode()))
-        raw_path: bytes = scope.get("raw_path") or path.encode()
         if route.strip_prefix:
             raw_path = strip_prefix(route.prefix, raw_path)
         target = raw_path + b"?" + query if query else raw_path
