@@ -109,6 +109,10 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
 REFUSED = "gatewatch.refused"
 
 
+# Byte values for `in` on the URL: with a bytes needle (b"%" in url) CPython 3.11 first tries
+# it as an int and pays for the TypeError, ~150 ns a test; an int needle is one memchr, ~20 ns.
+_QMARK, _PERCENT, _HASH = b"?%#"
+
 # Header names on_header looks at (lower case).
 _WATCHED = frozenset({b"host", b"transfer-encoding", b"expect"})
 
@@ -500,7 +504,7 @@ class FrontProtocol(asyncio.Protocol):
         url = self._url
         # A fragment is never part of the request target on the wire (RFC 9112 3.2), but llhttp
         # passes one on: parse_url drops it, so it goes neither upstream nor into telemetry.
-        if b"?" in url or b"%" in url or b"#" in url or url[:1] != b"/":
+        if _QMARK in url or _PERCENT in url or _HASH in url or url[:1] != b"/":
             parsed = httptools.parse_url(url)
             raw_path: bytes = parsed.path
             query: bytes = parsed.query or b""
