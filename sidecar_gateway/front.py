@@ -362,9 +362,14 @@ class FrontProtocol(asyncio.Protocol):
         # Request-head accounting. Both counts are lower bounds of the head's size, so a head
         # within the limit is never refused: ``_head_bytes`` sums the URL and header pieces the
         # parser handed over, ``_head_raw`` the whole reads that arrived while a head begun in
-        # an earlier read was still incomplete (httptools buffers a header until it is whole).
+        # an earlier read was still incomplete (httptools buffers a header until it is whole,
+        # by repeated concatenation: a 20 MB header cost it seconds of CPU). ``_head_raw``
+        # also bounds a chunked body's trailer section, which httptools buffers the same way:
+        # ``_chunk_head`` is set from a chunk header until a body byte or the chunk's end
+        # shows it was not the last chunk (whose trailer section follows), or the section ends.
         self._head_open = False
-        self._head_began = False
+        self._head_began = False  # a head or a chunk header began in the current read
+        self._chunk_head = False
         self._head_bytes = 0
         self._head_raw = 0
         self._url_complete = False
@@ -419,11 +424,18 @@ class FrontProtocol(asyncio.Protocol):
             # No protocol switching here: the request went to the app as plain HTTP.
             log.warning("Unsupported upgrade request.")
             return
-        if self._head_open and not self._head_began:
-            # The head began in an earlier read and is still incomplete: all of this read is head.
+        if not self._head_began and (self._head_open or self._chunk_head):
+            # A head (or maybe trailer section) began in an earlier read and is still incomplete:
+            # all of this read is part of it.
             self._head_raw += len(data)
             if self._head_raw > self.max_head_bytes:
-                self._refuse_head()
+                if self._head_open:
+                    self._refuse_head()
+                elif self._parsing is not None:
+                    self._body_failed(
+                        self._parsing, 431, b"request_trailers_too_large",
+                        f"trailer section over {self.max_head_bytes} bytes",
+                    )  # fmt: skip
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -554,7 +566,16 @@ class FrontProtocol(asyncio.Protocol):
             self.pause_reading()
             self.pipeline.append(cycle)
 
+    def on_chunk_header(self) -> None:
+        self._chunk_head = True  # maybe the last chunk: see _head_raw
+        self._head_began = True
+        self._head_raw = 0
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_head = False
+
     def on_body(self, body: bytes) -> None:
+        self._chunk_head = False
         cycle = self._parsing
         if cycle is None or cycle.complete:
             return
@@ -660,11 +681,12 @@ class FrontProtocol(asyncio.Protocol):
                     method = parsed
         self._refuse(RefusedHead(method, path, query, self.client, status, self._headers), error)
 
-    def _body_failed(self, cycle: _Cycle, status: int, error: bytes, exc: Exception) -> None:
-        """The body of a request whose head went to the app (or is queued for it) is unparsable."""
+    def _body_failed(self, cycle: _Cycle, status: int, error: bytes, reason: object) -> None:
+        """The body of a request whose head went to the app (or is queued for it) is refused."""
         log.warning(
-            "Invalid request body (client %s, %s %.200r): %s",
-            self.client[0] if self.client else "-", cycle.scope["method"], cycle.scope["raw_path"], exc,
+            "Request body refused with %d (client %s, %s %.200r): %s",
+            status, self.client[0] if self.client else "-", cycle.scope["method"], cycle.scope["raw_path"],
+            reason,
         )  # fmt: skip
         scope = cycle.scope
         refused = RefusedHead(

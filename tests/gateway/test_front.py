@@ -8,6 +8,7 @@ response heads) is checked byte for byte.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -392,3 +393,24 @@ def test_a_fragment_in_the_request_target_is_dropped() -> None:
         b"GET /frag q=q=1 len=0",
         b"GET /frag q= len=0",
     ]
+
+
+def test_a_trailer_section_longer_than_the_head_limit_is_refused() -> None:
+    # httptools buffers a trailer field by repeated concatenation: unbounded, a 20 MB trailer
+    # cost it seconds of CPU on the event loop. It is bounded like a head: 431.
+    seen, protocol = _refusing_server()
+    with front_server(protocol=protocol) as port, _connect(port) as s:
+        s.sendall(
+            b"POST /trailers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nX-T: "
+        )
+        with contextlib.suppress(OSError):
+            for _ in range(32):  # 2 MiB, far beyond the 64 KiB limit
+                s.sendall(b"a" * 65536)
+                threading.Event().wait(0.005)  # separate reads, as from a slow client
+        answer = _read_until_closed(s)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(body) == {"error": "request_trailers_too_large", "request_id": "r1"}
+    assert [(r.method, r.path, r.status) for r in seen] == [("POST", "/trailers", 431)]
+    assert _last_message["/trailers"] == {"type": "http.disconnect", REFUSED: True}
