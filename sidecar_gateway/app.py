@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,9 +26,9 @@ from sidecar_gateway.forwarding import (
     split_request_headers,
     strip_response_hop_by_hop,
 )
-from sidecar_gateway.front import RefusedHead
+from sidecar_gateway.front import REFUSED, RefusedHead
 from sidecar_gateway.records import CLIENT_CLOSED_STATUS, RequestRecord
-from sidecar_gateway.routing import Router, strip_prefix
+from sidecar_gateway.routing import Router, normalize_path, strip_prefix
 from sidecar_gateway.runtime import Backend, RouteRuntime
 from sidecar_gateway.telemetry import TelemetryHub
 from sidecar_gateway.upstream import (
@@ -55,7 +56,14 @@ _NO_VERDICT = frozenset({"client_disconnect", "drain_timeout", "internal_error"}
 
 
 class _ClientGone(Exception):
-    """The client disconnected before the request body was complete."""
+    """The client disconnected before the request body was complete.
+
+    ``refused``: the front server refused the body (and answered and recorded that itself).
+    """
+
+    def __init__(self, refused: bool = False) -> None:
+        super().__init__()
+        self.refused = refused
 
 
 class ProxyApp:
@@ -78,18 +86,26 @@ class ProxyApp:
             self.in_flight -= 1
 
     def head_refused(self, refused: RefusedHead) -> bytes:
-        """Record a request the front server refused before its head was complete (e.g. 431).
+        """Record a request the front server refused and answered itself (400, 431...).
 
-        Called by ``FrontProtocol``; returns the request id its answer carries.
+        Called by ``FrontProtocol``; returns the request id its answer carries (the client's
+        when sane, as for a proxied request). The headers read so far give the user agent and
+        the X-Forwarded-For chain: the client address of a scanner is what security checks need.
         """
-        route = self.router.match(refused.path) if refused.path else None
-        request_id = new_request_id()
+        raw = refused.path.encode("latin-1")
+        route = self.router.match(normalize_path(raw).decode("latin-1")) if raw else None
+        # url.path as for a proxied request: the path the client asked for, percent-decoded.
+        path = urllib.parse.unquote(refused.path) if "%" in refused.path else refused.path
+        incoming = split_request_headers(refused.headers)
+        request_id = incoming.request_id
+        if request_id is None or not sane_request_id(request_id):
+            request_id = new_request_id()
         peer = refused.client[0] if refused.client else None
         self.telemetry.record(
             RequestRecord(
                 time.time(), 0.0, route.name if route is not None else UNMATCHED_ROUTE, refused.method,
-                refused.status, None, None, None, 0, 0, peer, [], None, refused.path, refused.query,
-                request_id, None, 0,
+                refused.status, None, None, None, 0, 0, peer, incoming.forwarded_for, incoming.user_agent,
+                path, refused.query, request_id, None, 0,
             )
         )  # fmt: skip
         return request_id
@@ -108,7 +124,10 @@ class ProxyApp:
         peer: str | None = client[0] if client else None
         query: bytes = scope.get("query_string", b"")
 
-        route = self.router.match(path)
+        # Route and forward from one form of the path: the raw path normalised (routing.py).
+        # `path` (decoded, as the client asked) is what telemetry records.
+        raw_path: bytes = normalize_path(scope.get("raw_path") or path.encode())
+        route = self.router.match(raw_path.decode("latin-1"))
         if route is None:
             sent = await _error(send, 404, "no_route", request_id)
             self.telemetry.record(
@@ -132,7 +151,8 @@ class ProxyApp:
             await _send_error(send, 503, reply, request_id)
             return
         if msg["type"] == "http.disconnect":
-            self._record_early(wall, t0, route, method, peer, incoming, path, query, request_id)
+            if not msg.get(REFUSED):  # else the front server answered 400 and recorded it
+                self._record_early(wall, t0, route, method, peer, incoming, path, query, request_id)
             return
         body: bytes = msg.get("body", b"")
         more_body: bool = msg.get("more_body", False)
@@ -158,7 +178,6 @@ class ProxyApp:
             chunked = False
             if body or method.encode() in _BODY_METHODS:
                 headers.append((b"content-length", str(len(body)).encode()))
-        raw_path: bytes = scope.get("raw_path") or path.encode()
         if route.strip_prefix:
             raw_path = strip_prefix(route.prefix, raw_path)
         target = raw_path + b"?" + query if query else raw_path
@@ -189,6 +208,7 @@ class ProxyApp:
         status = 0
         error: str | None = None
         started = False  # http.response.start went through: too late for an error status
+        refused_by_front = False
         response_bytes = 0
         disconnect_watch: asyncio.Future[Message] | None = None
         try:
@@ -260,8 +280,9 @@ class ProxyApp:
                     if not chunk:
                         break  # complete
                 await send({"type": "http.response.body", "body": b""})
-        except _ClientGone:
+        except _ClientGone as gone:
             error = "client_disconnect"
+            refused_by_front = gone.refused
             if not started:
                 status = CLIENT_CLOSED_STATUS
         except UpstreamError as exc:
@@ -314,6 +335,8 @@ class ProxyApp:
         if not started and error is not None and error != "client_disconnect":
             error_reply = _error_body(error, request_id)
             response_bytes = len(error_reply)
+        if refused_by_front:
+            return  # the front server refused the request body, answered 400 and recorded it
         # Recorded before the error reply is written: the record must not depend on that write.
         self.telemetry.record(
             RequestRecord(
@@ -381,7 +404,7 @@ def _uncancel() -> None:
 async def _next_body(receive: Receive) -> tuple[bytes, bool]:
     msg = await receive()
     if msg["type"] == "http.disconnect":
-        raise _ClientGone
+        raise _ClientGone(bool(msg.get(REFUSED)))
     return msg.get("body", b""), msg.get("more_body", False)
 
 

@@ -17,8 +17,13 @@ both ways, graceful shutdown) and drops per-request work that a proxy pays for a
   counts as started, so the app can still answer 502.
 
 It also bounds the request head (request line + headers; uvicorn does not): a longer head is
-answered 431 here, never reaches the app, and the connection is closed after a short lingering
-read (so the client reads the answer instead of a reset).
+answered 431 here and never reaches the app.
+
+Every request this server refuses itself (431, 400 for an unparsable head or body) is answered
+with a JSON body ``{"error": ..., "request_id": ...}`` in its turn (after the responses to the
+requests pipelined before it), recorded through the refusal hook (so telemetry sees scanners
+and broken clients), and the connection is closed after a short lingering read (so the client
+reads the answer instead of a reset).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import logging
 import re
 import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,28 +80,64 @@ _STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
 
 @dataclass(frozen=True, slots=True)
 class RefusedHead:
-    """A request refused before its head was complete (the app never saw it)."""
+    """A request the front server refused and answered itself.
 
-    method: str
-    path: str  # as far as it was read ("" when not even the path was complete)
+    Mostly refused in its head (the app never saw it); when its body could not be parsed after
+    the head had gone to the app, the app is told through :data:`REFUSED` not to record it again.
+    """
+
+    method: str  # UNPARSED_METHOD when the method itself could not be read
+    path: str  # raw (not percent-decoded), as far as it was read ("" when not even that)
     query: bytes
     client: tuple[str, int] | None
     status: int
+    headers: Sequence[tuple[bytes, bytes]] = ()  # the header fields read so far, names lower case
 
 
 # Records a refused request (telemetry); returns the request id the answer carries.
 RefusalHook = Callable[[RefusedHead], bytes]
 
+# The method recorded for a request whose method could not be parsed: a valid token (the event
+# schema requires one), and never a method llhttp would accept, so it cannot be mistaken for one.
+UNPARSED_METHOD = "-"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
 
-class _HeadTooLarge(Exception):
+# A key set (True) on the ``http.disconnect`` message when the front server refused the request
+# after its head had gone to the app (e.g. an invalid chunk size): the client got a 400 from the
+# front server, which recorded it through the refusal hook, so the app must not also record a
+# client disconnect. Other ASGI apps simply see a disconnect.
+REFUSED = "gatewatch.refused"
+
+
+# Byte values for `in` on the URL: with a bytes needle (b"%" in url) CPython 3.11 first tries
+# it as an int and pays for the TypeError, ~150 ns a test; an int needle is one memchr, ~20 ns.
+_QMARK, _PERCENT, _HASH = b"?%#"
+
+# Header names on_header looks at (lower case).
+_WATCHED = frozenset({b"host", b"transfer-encoding", b"expect"})
+
+
+class _Refusal(Exception):
+    """Raised from a parser callback to stop parsing and refuse the request."""
+
+    def __init__(self, status: int, error: bytes) -> None:
+        super().__init__(error.decode())
+        self.status = status
+        self.error = error
+
+
+class _HeadTooLarge(_Refusal):
     """Raised from a parser callback to stop parsing an oversized head."""
+
+    def __init__(self) -> None:
+        super().__init__(431, b"request_header_too_large")
 
 
 class _Cycle:
     """One request and its response on a connection."""
 
     __slots__ = ("body", "bodyless", "chunked", "complete", "conn", "disconnected", "expect_100", "head",
-                 "is_head", "keep_alive", "more_body", "ready", "remaining", "scope", "started",
+                 "is_head", "keep_alive", "more_body", "ready", "refused", "remaining", "scope", "started",
                  "waiter")  # fmt: skip
 
     def __init__(
@@ -113,6 +154,7 @@ class _Cycle:
         self.ready = False  # something for receive(): body bytes, the end, a disconnect
         self.waiter: asyncio.Future[None] | None = None
         self.disconnected = False
+        self.refused = False  # answered by the front server (see REFUSED)
         self.started = False
         self.complete = False
         self.chunked = False
@@ -176,6 +218,8 @@ class _Cycle:
                     self.waiter = None
             self.ready = False
         if self.disconnected or self.complete:
+            if self.refused:
+                return {"type": "http.disconnect", REFUSED: True}
             return {"type": "http.disconnect"}
         body, self.body = self.body, b""
         return {"type": "http.request", "body": body, "more_body": self.more_body}
@@ -313,6 +357,8 @@ class FrontProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_100 = False
+        self._hosts = 0  # Host fields in the head being read
+        self._coding: bytes | None = None  # its Transfer-Encoding values, joined
         self._read_paused = False
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -321,14 +367,20 @@ class FrontProtocol(asyncio.Protocol):
         # Request-head accounting. Both counts are lower bounds of the head's size, so a head
         # within the limit is never refused: ``_head_bytes`` sums the URL and header pieces the
         # parser handed over, ``_head_raw`` the whole reads that arrived while a head begun in
-        # an earlier read was still incomplete (httptools buffers a header until it is whole).
+        # an earlier read was still incomplete (httptools buffers a header until it is whole,
+        # by repeated concatenation: a 20 MB header cost it seconds of CPU). ``_head_raw``
+        # also bounds a chunked body's trailer section, which httptools buffers the same way:
+        # ``_chunk_head`` is set from a chunk header until a body byte or the chunk's end
+        # shows it was not the last chunk (whose trailer section follows), or the section ends.
         self._head_open = False
-        self._head_began = False
+        self._head_began = False  # a head or a chunk header began in the current read
+        self._chunk_head = False
         self._head_bytes = 0
         self._head_raw = 0
         self._url_complete = False
-        self._lingering: int | None = None  # bytes thrown away after a 431
+        self._lingering: int | None = None  # bytes thrown away once parsing stopped (a refusal)
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._refusal: bytes | None = None  # an answer waiting for earlier pipelined responses
 
     # ---- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -371,22 +423,24 @@ class FrontProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            if isinstance(exc.__context__, _HeadTooLarge):
-                self._refuse_head()
-                return
-            msg = "Invalid HTTP request received."
-            log.warning(msg)
-            self._send_400(msg)
+            self._parse_failed(exc)
             return
         except httptools.HttpParserUpgrade:
             # No protocol switching here: the request went to the app as plain HTTP.
             log.warning("Unsupported upgrade request.")
             return
-        if self._head_open and not self._head_began:
-            # The head began in an earlier read and is still incomplete: all of this read is head.
+        if not self._head_began and (self._head_open or self._chunk_head):
+            # A head (or maybe trailer section) began in an earlier read and is still incomplete:
+            # all of this read is part of it.
             self._head_raw += len(data)
             if self._head_raw > self.max_head_bytes:
-                self._refuse_head()
+                if self._head_open:
+                    self._refuse_head()
+                elif self._parsing is not None:
+                    self._body_failed(
+                        self._parsing, 431, b"request_trailers_too_large",
+                        f"trailer section over {self.max_head_bytes} bytes",
+                    )  # fmt: skip
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -419,9 +473,12 @@ class FrontProtocol(asyncio.Protocol):
 
     # ---- httptools callbacks ----------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._parsing = None
         self._url = b""
         self._headers = []
         self._expect_100 = False
+        self._hosts = 0
+        self._coding = None
         self._head_open = True
         self._head_began = True
         self._head_bytes = 0
@@ -435,6 +492,12 @@ class FrontProtocol(asyncio.Protocol):
             raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._head_open:
+            # A trailer field (after a chunked body): dropped. A proxy may discard request
+            # trailers (RFC 9110 6.5.1), and appending them here would put them into
+            # ``scope["headers"]`` (this very list) after the app may already have read it, so a
+            # client could forge X-Request-ID, X-Forwarded-For or Authorization past our checks.
+            return
         self._url_complete = True
         self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self._head_bytes > self.max_head_bytes:
@@ -442,15 +505,23 @@ class FrontProtocol(asyncio.Protocol):
         name = name.lower()
         # llhttp keeps trailing whitespace, which RFC 9110 5.5 excludes from the value.
         value = value.rstrip(b" \t")
-        if name == b"expect" and value.lower() == b"100-continue":
-            self._expect_100 = True
+        if name in _WATCHED:  # one set lookup per field instead of a comparison per name
+            if name == b"host":
+                self._hosts += 1
+            elif name == b"transfer-encoding":
+                coding = self._coding
+                self._coding = value if coding is None else coding + b"," + value
+            elif value.lower() == b"100-continue":  # expect
+                self._expect_100 = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._head_open = False
         parser = self.parser
         url = self._url
-        if b"?" in url or b"%" in url or url[:1] != b"/":
+        # A fragment is never part of the request target on the wire (RFC 9112 3.2), but llhttp
+        # passes one on: parse_url drops it, so it goes neither upstream nor into telemetry.
+        if _QMARK in url or _PERCENT in url or _HASH in url or url[:1] != b"/":
             parsed = httptools.parse_url(url)
             raw_path: bytes = parsed.path
             query: bytes = parsed.query or b""
@@ -460,6 +531,19 @@ class FrontProtocol(asyncio.Protocol):
         else:
             raw_path, query, path = url, b"", url.decode("ascii")
         http_version = parser.get_http_version()
+        if self._hosts != 1 and (self._hosts or http_version != "1.0"):
+            # RFC 9112 3.2: 400 for an HTTP/1.1 request without Host and for any request with
+            # more than one (which one the upstream believes is anybody's guess).
+            raise _Refusal(400, b"duplicate_host" if self._hosts else b"missing_host")
+        coding = self._coding
+        if coding is not None and coding.lower() != b"chunked":
+            # llhttp undoes only the chunked framing: "gzip, chunked" would reach the app (and
+            # the upstream, with a Content-Length) still gzipped but without the label saying so.
+            # Chunked last: the body can be framed but not decoded, 501 (RFC 9112 6.1). Not
+            # last: its length is unknown, 400 and close (RFC 9112 6.3).
+            if coding.rpartition(b",")[2].strip().lower() == b"chunked":
+                raise _Refusal(501, b"unsupported_transfer_coding")
+            raise _Refusal(400, b"bad_request")
         root = self.root_path
         scope: dict[str, Any] = {
             "type": "http",
@@ -487,7 +571,16 @@ class FrontProtocol(asyncio.Protocol):
             self.pause_reading()
             self.pipeline.append(cycle)
 
+    def on_chunk_header(self) -> None:
+        self._chunk_head = True  # maybe the last chunk: see _head_raw
+        self._head_began = True
+        self._head_raw = 0
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_head = False
+
     def on_body(self, body: bytes) -> None:
+        self._chunk_head = False
         cycle = self._parsing
         if cycle is None or cycle.complete:
             return
@@ -518,6 +611,10 @@ class FrontProtocol(asyncio.Protocol):
         if self.pipeline:
             self._start(self.pipeline.popleft())
             return
+        if self._refusal is not None:
+            answer, self._refusal = self._refusal, None
+            self._write_refusal(answer)
+            return
         self._idle_since = self.loop.time()
         if self._idle_timer is None:
             self._idle_timer = self.loop.call_later(self.keep_alive_timeout, self._check_idle)
@@ -542,34 +639,96 @@ class FrontProtocol(asyncio.Protocol):
         else:
             cycle.keep_alive = False
 
+    # ---- refusals ---------------------------------------------------------------------------------
+    def _parse_failed(self, exc: httptools.HttpParserError) -> None:
+        """The parser stopped: refuse the request it was reading (parsing never resumes)."""
+        cause = exc.__context__
+        status, error = (cause.status, cause.error) if isinstance(cause, _Refusal) else (400, b"bad_request")
+        cycle = self._parsing
+        if cycle is not None and cycle.more_body:
+            self._body_failed(cycle, status, error, exc)
+            return
+        if status == 431:
+            self._refuse_head()
+            return
+        log.warning(
+            "Invalid HTTP request refused with %d (client %s): %s",
+            status, self.client[0] if self.client else "-", exc if cause is None else cause,
+        )  # fmt: skip
+        # llhttp reads the method first; after any other error it is the parsed one.
+        self._refuse_in_head(status, error, not isinstance(exc, httptools.HttpParserInvalidMethodError))
+
     def _refuse_head(self) -> None:
-        """Answer 431 to a head longer than ``max_head_bytes``, then close (after a linger)."""
-        self._head_open = False
-        url = self._url
-        # The refusal can come while the URL itself is still arriving: its start still tells
-        # the route (prefix match), and the access event keeps at most 8 KiB of it anyway.
-        path_part, _, query = url[:16384].partition(b"?")
-        path = path_part.decode("latin-1") if path_part[:1] == b"/" else ""
-        try:
-            method = self.parser.get_method().decode("ascii")
-        except (httptools.HttpParserError, UnicodeDecodeError):
-            method = "GET"  # unreachable in practice: the method is parsed before the URL
+        """Answer 431 to a head longer than ``max_head_bytes``."""
         log.warning(
             "Request head longer than %d bytes refused with 431 (client %s, path %.200r%s).",
             self.max_head_bytes,
             self.client[0] if self.client else "-",
-            path,
+            self._url[:200].decode("latin-1"),
             "" if self._url_complete else ", incomplete",
         )
+        self._refuse_in_head(431, b"request_header_too_large", True)
+
+    def _refuse_in_head(self, status: int, error: bytes, method_parsed: bool) -> None:
+        """Refuse the request whose head is being read (no cycle exists for it)."""
+        url = self._url
+        # The refusal can come while the URL itself is still arriving: its start still tells
+        # the route (prefix match), and the access event keeps at most 8 KiB of it anyway.
+        path_part, _, query = url[:16384].partition(b"?")
+        path_part = path_part.partition(b"#")[0]
+        query = query.partition(b"#")[0]
+        path = path_part.decode("latin-1") if path_part[:1] == b"/" else ""
+        method = UNPARSED_METHOD
+        if method_parsed:
+            with contextlib.suppress(httptools.HttpParserError, UnicodeDecodeError):
+                parsed = self.parser.get_method().decode("ascii")
+                if _TOKEN.fullmatch(parsed):
+                    method = parsed
+        self._refuse(RefusedHead(method, path, query, self.client, status, self._headers), error)
+
+    def _body_failed(self, cycle: _Cycle, status: int, error: bytes, reason: object) -> None:
+        """The body of a request whose head went to the app (or is queued for it) is refused."""
+        log.warning(
+            "Request body refused with %d (client %s, %s %.200r): %s",
+            status, self.client[0] if self.client else "-", cycle.scope["method"], cycle.scope["raw_path"],
+            reason,
+        )  # fmt: skip
+        scope = cycle.scope
+        refused = RefusedHead(
+            scope["method"], scope["raw_path"].decode("latin-1"), scope["query_string"], self.client, status,
+            scope["headers"],
+        )  # fmt: skip
+        if cycle in self.pipeline:
+            # Queued behind an earlier request: the app never sees it; refused in its turn.
+            self.pipeline.remove(cycle)
+            self._refuse(refused, error)
+        elif cycle.complete:
+            # Answered before its body was read; the stream cannot be framed any further.
+            self._lingering = 0
+            self._write_refusal(b"")
+        elif cycle.started:
+            # Too late for a 400: the response goes on (the app records it), then we close.
+            cycle.keep_alive = False
+            self._lingering = 0
+        else:
+            # The app sees a disconnect marked REFUSED, so only the refusal is recorded.
+            cycle.disconnected = cycle.refused = True
+            cycle.wake()
+            self._refuse(refused, error, after_current=False)
+
+    def _refuse(self, refused: RefusedHead, error: bytes, after_current: bool = True) -> None:
+        """Record and answer a refused request; nothing after it on this connection is parsed."""
+        self._head_open = False
+        self._lingering = 0
         request_id = b""
         hook = self.refusal_hook
         if hook is not None:
-            request_id = hook(RefusedHead(method, path, query, self.client, 431))
-        body = b'{"error":"request_header_too_large"'
+            request_id = hook(refused)
+        body = b'{"error":"%s"' % error
         if request_id:
             body += b',"request_id":"%s"' % request_id
         body += b"}"
-        parts = [_STATUS_LINES[431]]
+        parts = [_STATUS_LINES[refused.status]]
         for name, value in self.default_headers:
             parts += (name, b": ", value, b"\r\n")
         if request_id:
@@ -580,29 +739,28 @@ class FrontProtocol(asyncio.Protocol):
             b"connection: close\r\n\r\n",
             body,
         )
+        answer = b"".join(parts)
+        current = self.cycle
+        if after_current and ((current is not None and not current.complete) or self.pipeline):
+            # Requests pipelined before this one are still being answered: this answer follows
+            # theirs (written from response_complete), or the client would take it for theirs.
+            self._refusal = answer
+            return
+        self._write_refusal(answer)
+
+    def _write_refusal(self, answer: bytes) -> None:
+        """Write the answer, then close after a lingering read (see LINGER_SECONDS)."""
         transport = self.transport
-        transport.write(b"".join(parts))
+        if transport.is_closing():
+            return
+        if answer:
+            transport.write(answer)
         if not transport.can_write_eof():
             transport.close()
             return
         transport.write_eof()
-        self._lingering = 0
         self._linger_timer = self.loop.call_later(LINGER_SECONDS, transport.close)
         self.resume_reading()
-
-    def _send_400(self, msg: str) -> None:
-        parts = [_STATUS_LINES[400]]
-        for name, value in self.default_headers:
-            parts += (name, b": ", value, b"\r\n")
-        body = msg.encode("ascii")
-        parts += (
-            b"content-type: text/plain; charset=utf-8\r\n",
-            b"content-length: %d\r\n" % len(body),
-            b"connection: close\r\n\r\n",
-            body,
-        )
-        self.transport.write(b"".join(parts))
-        self.transport.close()
 
 
 def front_protocol(max_head_bytes: int, refusal_hook: RefusalHook | None = None) -> type[FrontProtocol]:

@@ -9,6 +9,7 @@ from sidecar_gateway.balancer import SmoothWRR
 from sidecar_gateway.breaker import CircuitBreaker, State
 from sidecar_gateway.config import GatewayConfig, Route
 from sidecar_gateway.health import HealthState
+from sidecar_gateway.routing import prefix_form
 from sidecar_gateway.upstream import ConnectionPool, UpstreamClient
 
 
@@ -49,7 +50,7 @@ class RouteRuntime:
     def __init__(self, route: Route, client: UpstreamClient) -> None:
         self.config = route
         self.name = route.name
-        self.prefix = route.path_prefix
+        self.prefix = prefix_form(route.path_prefix)  # as request paths are matched (routing.py)
         self.strip_prefix = route.strip_prefix
         t = route.timeouts
         self.timeouts = RouteTimeouts(t.connect, t.response, t.idle)

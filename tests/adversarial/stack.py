@@ -128,10 +128,15 @@ def ingested(ports: Ports) -> int:
     return value
 
 
-def stored_paths(tmp: Path) -> list[str]:
-    """The url.path of every stored event (the store must be closed, or at least checkpointed)."""
+def stored_events(tmp: Path) -> list[dict[str, object]]:
+    """Every stored event (the store must be closed, or at least checkpointed)."""
     conn = sqlite3.connect(f"file:{tmp / 'store' / 'events.sqlite3'}?mode=ro", uri=True)
     try:
-        return [json.loads(doc)["url.path"] for (doc,) in conn.execute("SELECT doc FROM events")]
+        return [json.loads(doc) for (doc,) in conn.execute("SELECT doc FROM events")]
     finally:
         conn.close()
+
+
+def stored_paths(tmp: Path) -> list[str]:
+    """The url.path of every stored event (the store must be closed, or at least checkpointed)."""
+    return [str(event["url.path"]) for event in stored_events(tmp)]

@@ -7,6 +7,9 @@ response heads) is checked byte for byte.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,8 +19,11 @@ from typing import Any
 import uvicorn
 import uvloop
 
-from sidecar_gateway.front import FrontProtocol
+from sidecar_gateway.front import REFUSED, UNPARSED_METHOD, FrontProtocol, RefusedHead, front_protocol
 from tests.support.procs import free_port
+
+# The last request message the app received, by path (to see what a refusal told the app).
+_last_message: dict[str, dict[str, Any]] = {}
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -27,9 +33,12 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = b""
     while True:
         msg = await receive()
+        _last_message[path] = msg
         body += msg.get("body", b"")
         if not msg.get("more_body"):
             break
+    if path == "/sleep":
+        await asyncio.sleep(0.3)
     if path == "/boom":
         raise ValueError("app failure")
     if path == "/bad-header":
@@ -45,6 +54,17 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/headers":
+        text = json.dumps([[n.decode(), v.decode()] for n, v in scope["headers"]]).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(text))],
+            }
+        )
+        await send({"type": "http.response.body", "body": text})
+        return
     text = f"{scope['method']} {path} q={scope['query_string'].decode()} len={len(body)}".encode()
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(text))]}
@@ -53,10 +73,10 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def front_server(keep_alive: int = 30) -> Iterator[int]:
+def front_server(keep_alive: int = 30, protocol: type[FrontProtocol] = FrontProtocol) -> Iterator[int]:
     port = free_port()
     config = uvicorn.Config(
-        _app, host="127.0.0.1", port=port, http=FrontProtocol, lifespan="off", log_config=None,
+        _app, host="127.0.0.1", port=port, http=protocol, lifespan="off", log_config=None,
         timeout_keep_alive=keep_alive, server_header=False, date_header=False,
     )  # fmt: skip
     server = uvicorn.Server(config)
@@ -221,3 +241,176 @@ def test_client_disconnect_reaches_a_waiting_receive() -> None:
         server.should_exit = True
         thread.join(10)
         loop.close()
+
+
+def test_request_trailers_never_become_header_fields() -> None:
+    # The whole request arrives in one read, so the parser has seen the trailers before the app
+    # reads scope["headers"]: they used to be appended to that very list.
+    with front_server() as port, _connect(port) as s:
+        s.sendall(
+            b"POST /headers HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nX-Request-ID: forged\r\n"
+            b"Authorization: Bearer x\r\n\r\n"
+            b"GET /headers HTTP/1.1\r\nHost: next\r\n\r\n"
+        )
+        first, second = _read_exact_responses(s, 2)
+    assert json.loads(first.split(b"\r\n\r\n", 1)[1]) == [["host", "h"], ["transfer-encoding", "chunked"]]
+    assert json.loads(second.split(b"\r\n\r\n", 1)[1]) == [["host", "next"]]
+
+
+def _refusing_server() -> tuple[list[RefusedHead], type[FrontProtocol]]:
+    """A FrontProtocol whose refusal hook keeps what it was told (and hands out ids r1, r2...)."""
+    seen: list[RefusedHead] = []
+
+    def hook(refused: RefusedHead) -> bytes:
+        seen.append(refused)
+        return b"r%d" % len(seen)
+
+    return seen, front_protocol(64 * 1024, hook)
+
+
+def test_every_refusal_is_recorded_through_the_hook_and_answered_with_json() -> None:
+    seen, protocol = _refusing_server()
+    with front_server(protocol=protocol) as port:
+        answers = []
+        for bad in (
+            b"GARBAGE\r\n\r\n",
+            b"GET /a\x00b HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"PUT /p?q=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: scan/1\r\nAccept: */*\r\nBad Name: x\r\n\r\n",
+            b"POST /chunks?z HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n",
+        ):
+            with _connect(port) as s:
+                s.sendall(bad)
+                answers.append(_read_until_closed(s))
+    for i, answer in enumerate(answers, 1):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+        assert head.endswith(
+            b"\r\nx-request-id: r%d\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close" % (i, len(body))
+        )
+        assert json.loads(body) == {"error": "bad_request", "request_id": f"r{i}"}
+    garbage, nul, bad_header, bad_chunk = seen
+    # No method was parsed: a placeholder (a valid token), not llhttp's default (DELETE).
+    assert (garbage.method, garbage.path, garbage.status) == (UNPARSED_METHOD, "", 400)
+    assert (nul.method, nul.path, nul.status) == ("GET", "", 400)  # the URL never completed
+    assert (bad_header.method, bad_header.path, bad_header.query) == ("PUT", "/p", b"q=1")
+    # httptools hands a header over once the next one begins: Accept was still pending.
+    assert list(bad_header.headers) == [(b"host", b"t"), (b"user-agent", b"scan/1")]
+    assert (bad_chunk.method, bad_chunk.path, bad_chunk.query, bad_chunk.status) == (
+        "POST",
+        "/chunks",
+        b"z",
+        400,
+    )
+    # The app had the head already: it was told the request was refused, not that the client left.
+    assert _last_message["/chunks"] == {"type": "http.disconnect", REFUSED: True}
+
+
+def test_a_refusal_is_answered_after_the_responses_pipelined_before_it() -> None:
+    seen, protocol = _refusing_server()
+    with front_server(protocol=protocol) as port, _connect(port) as s:
+        s.sendall(
+            b"GET /sleep HTTP/1.1\r\nHost: t\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\nGARBAGE\r\n\r\n"
+        )
+        answer = _read_until_closed(s)
+    first, rest = answer.split(b"GET /sleep q= len=0", 1)
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+    second, third = rest.split(b"GET /second q= len=0", 1)
+    assert second.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert third.startswith(b"HTTP/1.1 400 Bad Request\r\n") and third.endswith(
+        b'{"error":"bad_request","request_id":"r1"}'
+    )
+    assert len(seen) == 1
+
+
+def test_missing_or_duplicate_host_is_refused_before_the_app() -> None:
+    seen, protocol = _refusing_server()
+    with front_server(protocol=protocol) as port:
+        answers = []
+        for request in (
+            b"GET /two?x=1 HTTP/1.1\r\nHost: a\r\nHOST: b\r\nContent-Length: 2\r\n\r\nhi",
+            b"GET /none HTTP/1.1\r\nUser-Agent: u\r\n\r\n",
+            b"GET /old-two HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+        ):
+            with _connect(port) as s:
+                s.sendall(request)
+                answers.append(_read_until_closed(s))
+        with _connect(port) as s:  # HTTP/1.0 needs no Host
+            s.sendall(b"GET /old HTTP/1.0\r\n\r\n")
+            assert _read_until_closed(s).endswith(b"GET /old q= len=0")
+    errors = []
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"\r\nconnection: close" in head
+        errors.append(json.loads(body)["error"])
+    assert errors == ["duplicate_host", "missing_host", "duplicate_host"]
+    assert [(r.method, r.path, r.query, r.status) for r in seen] == [
+        ("GET", "/two", b"x=1", 400),
+        ("GET", "/none", b"", 400),
+        ("GET", "/old-two", b"", 400),
+    ]
+    assert list(seen[0].headers) == [(b"host", b"a"), (b"host", b"b"), (b"content-length", b"2")]
+    assert "/two" not in _last_message and "/none" not in _last_message  # the app never saw them
+
+
+def test_transfer_codings_other_than_plain_chunked_are_refused() -> None:
+    seen, protocol = _refusing_server()
+    chunked_body = b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    with front_server(protocol=protocol) as port:
+        answers = []
+        for codings in (
+            b"Transfer-Encoding: gzip, chunked",
+            b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",  # the same, in two fields
+            b"Transfer-Encoding: gzip",  # chunked not last: the body's length is unknown
+        ):
+            with _connect(port) as s:
+                s.sendall(b"POST /te HTTP/1.1\r\nHost: t\r\n" + codings + chunked_body)
+                answers.append(_read_until_closed(s))
+        with _connect(port) as s:
+            s.sendall(b"POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked" + chunked_body)
+            (plain,) = _read_exact_responses(s, 1)
+    assert plain.endswith(b"POST /te q= len=5")
+    got = [(a.split(b"\r\n", 1)[0], json.loads(a.partition(b"\r\n\r\n")[2])["error"]) for a in answers]
+    assert got == [
+        (b"HTTP/1.1 501 Not Implemented", "unsupported_transfer_coding"),
+        (b"HTTP/1.1 501 Not Implemented", "unsupported_transfer_coding"),
+        (b"HTTP/1.1 400 Bad Request", "bad_request"),
+    ]
+    assert [(r.method, r.path, r.status) for r in seen] == [("POST", "/te", 501)] * 2 + [("POST", "/te", 400)]
+
+
+def test_a_fragment_in_the_request_target_is_dropped() -> None:
+    with front_server() as port, _connect(port) as s:
+        s.sendall(
+            b"GET /frag#top HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /frag?q=1#top HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /fr%61g#a%20b HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        answers = _read_exact_responses(s, 3)
+    assert [a.partition(b"\r\n\r\n")[2] for a in answers] == [
+        b"GET /frag q= len=0",
+        b"GET /frag q=q=1 len=0",
+        b"GET /frag q= len=0",
+    ]
+
+
+def test_a_trailer_section_longer_than_the_head_limit_is_refused() -> None:
+    # httptools buffers a trailer field by repeated concatenation: unbounded, a 20 MB trailer
+    # cost it seconds of CPU on the event loop. It is bounded like a head: 431.
+    seen, protocol = _refusing_server()
+    with front_server(protocol=protocol) as port, _connect(port) as s:
+        s.sendall(
+            b"POST /trailers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nX-T: "
+        )
+        with contextlib.suppress(OSError):
+            for _ in range(32):  # 2 MiB, far beyond the 64 KiB limit
+                s.sendall(b"a" * 65536)
+                threading.Event().wait(0.005)  # separate reads, as from a slow client
+        answer = _read_until_closed(s)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(body) == {"error": "request_trailers_too_large", "request_id": "r1"}
+    assert [(r.method, r.path, r.status) for r in seen] == [("POST", "/trailers", 431)]
+    assert _last_message["/trailers"] == {"type": "http.disconnect", REFUSED: True}

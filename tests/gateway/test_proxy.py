@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import re
 import socket
 import time
@@ -385,3 +386,84 @@ def test_forwarded_headers_from_an_untrusted_peer_are_not_believed(
         assert h["x-forwarded-proto"] == ["http"]  # not taken from an untrusted peer
     (event,) = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
     assert event.source_ip == "127.0.0.1"
+
+
+def _raw_exchange(url: str, data: bytes) -> bytes:
+    """Send raw bytes on a fresh connection and read until the gateway closes it."""
+    with socket.create_connection(host_port(url), timeout=15) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def test_request_trailers_are_not_forwarded_as_headers(upstream: RunningUpstream) -> None:
+    with gateway_thread(make_config(one_route(upstream.address))) as gw:
+        answer = _raw_exchange(
+            gw.url,
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nX-Request-ID: forged\r\n"
+            b"Authorization: Bearer x\r\n\r\n",
+        )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"forged" not in head
+    got = json.loads(body)
+    assert got["length"] == 5
+    h = echo_headers(got)
+    assert "authorization" not in h
+    assert h["x-forwarded-for"] == ["127.0.0.1"]
+    assert h["x-request-id"] != ["forged"]
+
+
+def test_a_fragment_is_not_forwarded(upstream: RunningUpstream) -> None:
+    with gateway_thread(make_config(one_route(upstream.address))) as gw:
+        answer = _raw_exchange(gw.url, b"GET /echo#frag HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["path"] == "/echo"
+        answer = _raw_exchange(gw.url, b"GET /echo?a=1#frag HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        got = json.loads(answer.partition(b"\r\n\r\n")[2])
+        assert (got["path"], got["query"]) == ("/echo", "a=1")
+
+
+def test_routing_and_forwarding_use_one_normalised_path(
+    upstream: RunningUpstream, upstream2: RunningUpstream, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    routes = [
+        {
+            "name": "raw",
+            "path_prefix": "/raw",
+            "strip_prefix": True,
+            "upstreams": [{"address": upstream2.address}],
+        },
+        {"name": "demo", "path_prefix": "/demo", "upstreams": [{"address": upstream.address}]},
+        {"name": "root", "path_prefix": "/", "upstreams": [{"address": upstream.address}]},
+    ]
+    cfg = make_config(routes, telemetry={"access_log": {"enabled": True, "path": str(log)}})
+    with gateway_thread(cfg) as gw:
+        conn = http.client.HTTPConnection(*host_port(gw.url), timeout=10)
+        # An escaped unreserved character: the /raw route, and its prefix is stripped.
+        r = request(gw.url, "GET", "/r%61w/echo", conn=conn)
+        assert (r.status, r.json()["path"]) == (200, "/echo")
+        # Encoded dot segments are dot segments: /demo/../raw is /raw.
+        r = request(gw.url, "GET", "/demo/%2e%2E/raw/echo/x", conn=conn)
+        assert (r.status, r.json()["path"]) == (200, "/echo/x")
+        # An encoded slash is no segment boundary: neither /raw nor /demo, and forwarded as is.
+        r = request(gw.url, "GET", "/echo/raw%2fsecret", conn=conn)
+        assert (r.status, r.json()["path"]) == (200, "/echo/raw%2Fsecret")
+        request(gw.url, "GET", "/raw%2fsecret", conn=conn)
+        request(gw.url, "GET", "/demo%2f..%2fraw/x", conn=conn)
+        # A request the front protocol refuses is routed (for its record) the same way.
+        refused = _raw_exchange(gw.url, b"GET /r%61w/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.1 400 ")
+    events = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
+    assert [(e.route, e.path) for e in events] == [
+        ("raw", "/raw/echo"),  # url.path: the path the client asked for, decoded
+        ("raw", "/demo/../raw/echo/x"),
+        ("root", "/echo/raw/secret"),
+        ("root", "/raw/secret"),
+        ("root", "/demo/../raw/x"),
+        ("raw", "/raw/x"),
+    ]
+    assert [e.backend for e in events[:2]] == [upstream2.address] * 2
