@@ -71,6 +71,20 @@ def sample(
 
 
 @contextmanager
+def _serving(handler: type[socketserver.BaseRequestHandler]) -> Iterator[int]:
+    """A threaded TCP server on a free loopback port, for the life of the block."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def garbage_server(reply: bytes = b"NOT HTTP AT ALL\r\n\r\n", hold: float = 0.0) -> Iterator[int]:
     """A TCP server that answers every request with ``reply`` (by default not HTTP at all),
     then keeps the connection open for ``hold`` seconds."""
@@ -83,15 +97,8 @@ def garbage_server(reply: bytes = b"NOT HTTP AT ALL\r\n\r\n", hold: float = 0.0)
             if hold:
                 threading.Event().wait(hold)
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(Handler) as port:
+        yield port
 
 
 @contextmanager
@@ -122,15 +129,8 @@ def scripted_server(respond: Callable[[bytes], tuple[bytes, bool]]) -> Iterator[
                 if close:
                     return
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(Handler) as port:
+        yield port
 
 
 def request_path(head: bytes) -> bytes:
