@@ -42,6 +42,7 @@ GatewayError = Literal[
     "client_disconnect",  # the client went away before the response completed
     "drain_timeout",  # still in flight when the shutdown drain (drain_seconds) ran out
     "internal_error",  # the gateway itself failed (a bug: its log has the traceback)
+    "not_implemented",  # the gateway refused what it does not implement (501: a transfer coding)
 ]
 ERROR_REASONS: tuple[str, ...] = GatewayError.__args__  # type: ignore[attr-defined]
 

@@ -101,10 +101,12 @@ class ProxyApp:
         if request_id is None or not sane_request_id(request_id):
             request_id = new_request_id()
         peer = refused.client[0] if refused.client else None
+        # A refused 5xx is the gateway's own answer: never labelled upstream_5xx (no upstream saw it).
+        error = "not_implemented" if refused.status >= 500 else None
         self.telemetry.record(
             RequestRecord(
                 time.time(), 0.0, route.name if route is not None else UNMATCHED_ROUTE, refused.method,
-                refused.status, None, None, None, 0, 0, peer, incoming.forwarded_for, incoming.user_agent,
+                refused.status, error, None, None, 0, 0, peer, incoming.forwarded_for, incoming.user_agent,
                 path, refused.query, request_id, None, 0,
             )
         )  # fmt: skip

@@ -65,14 +65,19 @@ def test_an_oversized_request_head_is_refused_by_the_gateway(ports: Ports) -> No
     assert b"gatewatch-demo-upstream" not in answer  # refused at the gateway, not forwarded
 
 
-def _requests_counted(ports: Ports, code: str) -> int:
+def _counted(ports: Ports, metric: str, label: str) -> int:
+    """The sum of ``metric``'s series whose labels include ``label`` (e.g. ``code="400"``)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{ports.admin}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("http_requests_total{") and f'code="{code}"' in line:
+        if line.startswith(metric + "{") and label in line:
             total += float(line.rsplit(" ", 1)[1])
     return int(total)
+
+
+def _requests_counted(ports: Ports, code: str) -> int:
+    return _counted(ports, "http_requests_total", f'code="{code}"')
 
 
 def test_a_refused_head_gets_a_json_431_and_is_counted(ports: Ports) -> None:
@@ -180,6 +185,7 @@ def test_a_missing_or_duplicate_host_is_refused_not_proxied(ports: Ports, tmp: P
 
 def test_a_transfer_coding_the_gateway_cannot_decode_is_refused_with_501(ports: Ports, tmp: Path) -> None:
     before = _requests_counted(ports, "501")
+    blamed_on_upstreams = _counted(ports, "http_requests_errors_total", 'reason="upstream_5xx"')
     head, _, body = exchange(
         ports.gateway,
         b"POST /gz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -194,4 +200,6 @@ def test_a_transfer_coding_the_gateway_cannot_decode_is_refused_with_501(ports: 
         "/gz",
     )
     assert "gateway.backend" not in event
+    assert event["gateway.error"] == "not_implemented"  # the gateway's own answer, not an upstream's
     assert wait_until("the 501 counted", lambda: _requests_counted(ports, "501"), before + 1) == before + 1
+    assert _counted(ports, "http_requests_errors_total", 'reason="upstream_5xx"') == blamed_on_upstreams
