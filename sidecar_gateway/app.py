@@ -319,7 +319,10 @@ class ProxyApp:
         # ---- the one way out once a target was chosen --------------------------------------------
         end = time.monotonic()
         if conn is not None:
-            if error is None and conn.reusable:
+            # Not when the upstream answered before the whole request body was sent (an early
+            # 413, say): the connection still owes it the rest of the declared body, so the next
+            # request's bytes would be read as that body, a smuggled request hidden in them.
+            if error is None and body_done and conn.reusable:
                 backend.pool.release(conn)
             else:
                 backend.pool.discard(conn)

@@ -71,7 +71,7 @@ def sample(
 
 
 @contextmanager
-def _serving(handler: type[socketserver.BaseRequestHandler]) -> Iterator[int]:
+def tcp_server(handler: type[socketserver.BaseRequestHandler]) -> Iterator[int]:
     """A threaded TCP server on a free loopback port, for the life of the block."""
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
@@ -97,7 +97,7 @@ def garbage_server(reply: bytes = b"NOT HTTP AT ALL\r\n\r\n", hold: float = 0.0)
             if hold:
                 threading.Event().wait(hold)
 
-    with _serving(Handler) as port:
+    with tcp_server(Handler) as port:
         yield port
 
 
@@ -129,7 +129,7 @@ def scripted_server(respond: Callable[[bytes], tuple[bytes, bool]]) -> Iterator[
                 if close:
                     return
 
-    with _serving(Handler) as port:
+    with tcp_server(Handler) as port:
         yield port
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
+import socketserver
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,15 @@ import pytest
 from gatewatch.events import AccessEvent
 from sidecar_gateway.server import CUT_OFF_GRACE, Gateway, _uvicorn_server
 from tests.gateway.gateway_thread import gateway_thread, make_config
-from tests.gateway.helpers import host_port, request, request_path, sample, scrape, scripted_server
+from tests.gateway.helpers import (
+    host_port,
+    request,
+    request_path,
+    sample,
+    scrape,
+    scripted_server,
+    tcp_server,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -253,3 +262,48 @@ def test_a_response_still_streaming_at_the_drain_deadline_is_recorded(tmp_path: 
     # A hang detector, not a timing test: drain_seconds (1) plus the cut-off, far below the
     # 11 s uvicorn would wait on the half-sent head.
     assert stopped_after < 1 + CUT_OFF_GRACE + 3
+
+
+def test_an_upstream_that_answers_before_the_body_is_sent_never_gets_its_connection_reused() -> None:
+    """The upstream answers 413 (keep-alive) on the head of a POST whose body the gateway has only
+    begun to send; the gateway stops sending the body. That connection still owes the upstream
+    the rest of the declared length: reused, the next request's bytes would be read as that body,
+    and a request hidden in a body would be smuggled past the gateway's routing."""
+    received: list[list[bytes]] = []  # per upstream connection: the request heads it read
+
+    class Upstream(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            sock: socket.socket = self.request
+            heads: list[bytes] = []
+            received.append(heads)
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                heads.append(head.split(b"\r\n", 1)[0])
+                early = request_path(head) == b"/early"
+                sock.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n" if early else OK)
+                if not early:
+                    buf = buf[int(dict(_headers(head)).get(b"content-length", b"0")) :]
+
+    with tcp_server(Upstream) as port, gateway_thread(make_config(route(port))) as gw:
+        with socket.create_connection(host_port(gw.url), timeout=10) as s:
+            s.sendall(b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+            time.sleep(0.3)  # the upstream has answered by now
+            s.sendall(b"y" * 10)  # the gateway sees the answer and stops forwarding the body
+            assert s.recv(65536).startswith(b"HTTP/1.1 413 ")
+        hidden = b"GET /hidden HTTP/1.1\r\nHost: h\r\n\r\n"
+        body = b"\r\n" * 800 + hidden
+        reply = request(gw.url, "POST", "/harmless", body=body)
+        assert reply.status == 200
+    assert [h for heads in received for h in heads] == [b"POST /early HTTP/1.1", b"POST /harmless HTTP/1.1"]
+    assert len(received) == 2  # the early-answered connection was dropped, not pooled
+
+
+def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
+    lines = head.split(b"\r\n")[1:]
+    return [(k.strip().lower(), v.strip()) for k, _, v in (line.partition(b":") for line in lines)]
