@@ -187,8 +187,8 @@ class ProxyApp:
         head = build_head(bmethod, target, headers)
 
         # ---- pick a target and exchange -------------------------------------------------------
-        now = time.monotonic()
-        backend = route.choose(now)
+        admitted = time.monotonic()  # the breaker weighs a verdict by when its request was let in
+        backend = route.choose(admitted)
         if backend is None:
             sent = await _error(send, 503, "circuit_open", request_id)
             self._record(wall, t0, route, method, 503, "circuit_open", None, None, len(body), sent,
@@ -329,13 +329,13 @@ class ProxyApp:
         breaker = backend.breaker
         if error is None:
             if status >= 500:
-                breaker.on_failure(end)
+                breaker.on_failure(end, admitted)
             else:
-                breaker.on_success(end)
+                breaker.on_success(end, admitted)
         elif error in _NO_VERDICT:
-            breaker.release(end)
+            breaker.release(end, admitted)
         else:
-            breaker.on_failure(end)
+            breaker.on_failure(end, admitted)
         error_reply: bytes | None = None
         if not started and error is not None and error != "client_disconnect":
             error_reply = _error_body(error, request_id)
