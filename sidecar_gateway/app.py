@@ -26,7 +26,7 @@ from sidecar_gateway.forwarding import (
     split_request_headers,
     strip_response_hop_by_hop,
 )
-from sidecar_gateway.front import REFUSED, RefusedHead
+from sidecar_gateway.front import REFUSED, ClientDisconnected, RefusedHead
 from sidecar_gateway.records import CLIENT_CLOSED_STATUS, RequestRecord
 from sidecar_gateway.routing import Router, normalize_path, strip_prefix
 from sidecar_gateway.runtime import Backend, RouteRuntime
@@ -287,6 +287,12 @@ class ProxyApp:
             refused_by_front = gone.refused
             if not started:
                 status = CLIENT_CLOSED_STATUS
+        except ClientDisconnected:
+            # Gone before (or while) the response was written: nobody got it, whatever the
+            # upstream answered.
+            error = "client_disconnect"
+            if not started:
+                status = CLIENT_CLOSED_STATUS
         except UpstreamError as exc:
             error = exc.reason
             if started:
@@ -452,18 +458,21 @@ def _error_body(reason: str, request_id: bytes) -> bytes:
 
 
 async def _send_error(send: Send, status: int, body: bytes, request_id: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+    except ClientDisconnected:
+        pass  # the client has gone: there is nobody to tell
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

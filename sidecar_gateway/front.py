@@ -109,6 +109,12 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
 REFUSED = "gatewatch.refused"
 
 
+class ClientDisconnected(OSError):
+    """``send`` on a response whose client has gone (as the ASGI spec recommends: an OSError
+    subclass). Dropping the message silently would let a proxy record a response nobody got as
+    a success, and give the breaker a verdict the client never saw."""
+
+
 # Byte values for `in` on the URL: with a bytes needle (b"%" in url) CPython 3.11 first tries
 # it as an int and pays for the TypeError, ~150 ns a test; an int needle is one memchr, ~20 ns.
 _QMARK, _PERCENT, _HASH = b"?%#"
@@ -171,7 +177,11 @@ class _Cycle:
         try:
             result = await app(self.scope, self.receive, self.send)
         except BaseException as exc:
+            if isinstance(exc, ClientDisconnected):
+                return  # an app that did not catch it: nobody is left to answer
             log.error("Exception in ASGI application\n", exc_info=exc)
+            if self.disconnected:
+                return
             if not self.started:
                 await self._send_500()
             else:
@@ -229,7 +239,7 @@ class _Cycle:
         if conn.write_paused and not self.disconnected:
             await conn.drain()
         if self.disconnected:
-            return
+            raise ClientDisconnected("the client closed the connection")
         if not self.started:
             if message["type"] != "http.response.start":
                 raise RuntimeError(

@@ -359,6 +359,28 @@ def test_client_going_away_mid_download_is_recorded_and_upstream_connection_drop
     assert 0 < event.response_bytes < 200_000_000
 
 
+def test_client_gone_before_the_response_head_is_recorded_as_a_disconnect_not_a_success(
+    upstream: RunningUpstream, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    cfg = make_config(
+        one_route(upstream.address), telemetry={"access_log": {"enabled": True, "path": str(log)}}
+    )
+    with gateway_thread(cfg) as gw:
+        sock = socket.create_connection(host_port(gw.url))
+        sock.sendall(b"GET /slow?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        sock.close()  # gone while the upstream still thinks
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and gw.call(lambda: gw.gateway.app.in_flight) > 0:
+            time.sleep(0.02)
+        metrics = scrape(gw.admin_url)
+    (event,) = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
+    assert (event.status, event.error, event.response_bytes) == (499, "client_disconnect", 0)
+    assert sample(metrics, "http_requests_total", route="api", method="GET", code="499") == 1
+    assert sample(metrics, "http_requests_total", route="api", method="GET", code="200") is None
+
+
 def test_control_characters_in_upstream_headers_give_502() -> None:
     with (
         garbage_server(b"HTTP/1.1 200 OK\r\nX-Bad: a\x01b\r\nContent-Length: 2\r\n\r\nok") as port,
