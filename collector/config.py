@@ -16,7 +16,8 @@ class _Strict(BaseModel):
 class StoreConfig(_Strict):
     """Embedded SQLite event store (Elasticsearch comes later as another backend)."""
 
-    path: ConfigPath = Path("var/collector/events.sqlite3")  # relative: to the config file
+    # Relative (the default too): to the config file, when loaded from one.
+    path: ConfigPath = Field(default=Path("var/collector/events.sqlite3"), validate_default=True)
     retention_days: int = Field(default=30, ge=1, le=3650)
 
     @field_validator("path")

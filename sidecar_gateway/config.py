@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from gatewatch.configfile import ConfigPath, FieldValueError, HostPort, resolve_config_path
+from sidecar_gateway.routing import prefix_form
 
 
 class _Strict(BaseModel):
@@ -143,8 +144,9 @@ class GatewayConfig(_Strict):
                     ("routes", i, "name"), f"route name {r.name!r} is already used by routes.{names[r.name]}"
                 )
             names[r.name] = i
-            # Matching is on path-segment boundaries, so "/a" and "/a/" are the same prefix.
-            key = r.path_prefix.rstrip("/") or "/"
+            # Matching is on path-segment boundaries of the normalised path, so "/a", "/a/",
+            # "/a/." and "/b/../a" are the same prefix.
+            key = prefix_form(r.path_prefix).rstrip("/") or "/"
             if key in prefixes:
                 raise FieldValueError(
                     ("routes", i, "path_prefix"),

@@ -148,9 +148,11 @@ def test_duplicate_route_name_names_the_second_route(tmp_path: Path) -> None:
     assert f"{path}:7: routes.1.name:" in refused(run_cli("gateway", path))
 
 
-def test_duplicate_path_prefix_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("same", ["/a", "/a/", "/a/.", "/b/../a", "/x/./../a"])
+def test_duplicate_path_prefix_is_refused_in_any_spelling(tmp_path: Path, same: str) -> None:
+    # Requests are routed on the normalised path, so these all route exactly what "/a" does.
     path = tmp_path / "gateway.yaml"
-    path.write_text(GATEWAY + ROUTE.format(name="b", prefix="/a"))
+    path.write_text(GATEWAY + ROUTE.format(name="b", prefix=same))
     assert f"{path}:8: routes.1.path_prefix:" in refused(run_cli("gateway", path))
 
 

@@ -113,6 +113,8 @@ def test_relative_paths_are_relative_to_the_config_file_not_the_working_director
     collector = folder / "collector.yaml"
     collector.write_text("store: {path: data/events.sqlite3}\n")
     assert load_config(CollectorConfig, collector).store.path == folder / "data" / "events.sqlite3"
+    collector.write_text("store: {retention_days: 3}\n")  # the default path, too
+    assert load_config(CollectorConfig, collector).store.path == folder / "var/collector/events.sqlite3"
     # absolute paths and "-" (stdout) are kept as they are
     sink = f"{{url: 'http://h:1/', spool_dir: {tmp_path}}}"
     gateway.write_text(GOOD + f"telemetry:\n  access_log: {{path: '-'}}\n  collector: {sink}\n")
