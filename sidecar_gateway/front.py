@@ -33,6 +33,7 @@ import contextlib
 import http
 import logging
 import re
+import sys
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -138,7 +139,7 @@ class _Cycle:
 
     __slots__ = ("body", "bodyless", "chunked", "complete", "conn", "disconnected", "expect_100", "head",
                  "is_head", "keep_alive", "more_body", "ready", "refused", "remaining", "scope", "started",
-                 "waiter")  # fmt: skip
+                 "until_close", "waiter")  # fmt: skip
 
     def __init__(
         self, conn: FrontProtocol, scope: dict[str, Any], keep_alive: bool, expect_100: bool
@@ -159,6 +160,7 @@ class _Cycle:
         self.complete = False
         self.chunked = False
         self.remaining = 0  # Content-Length bytes still to send
+        self.until_close = False  # the body ends where the connection does (see _coded)
         self.head: bytes | None = None  # written with the first body message
 
     def wake(self) -> None:
@@ -266,7 +268,7 @@ class _Cycle:
         if data:
             conn.transport.write(data)
         if not more_body:
-            if self.remaining != 0:
+            if self.remaining != 0 and not self.until_close:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.complete = True
             self.wake()
@@ -282,6 +284,7 @@ class _Cycle:
         values = []
         parts = [_STATUS_LINES.get(status) or _status_line(status)]
         chunked: bool | None = None
+        coded = False  # a Transfer-Encoding other than chunked
         has_close = False
         for name, value in headers:
             names.append(name)
@@ -290,9 +293,12 @@ class _Cycle:
             if name == b"content-length" and chunked is None:
                 self.remaining = int(value.decode())
                 chunked = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.remaining = 0
-                chunked = True
+            elif name == b"transfer-encoding":
+                if value.lower() == b"chunked":
+                    self.remaining = 0
+                    chunked = True
+                else:
+                    coded = True
             elif name == b"connection" and b"close" in [t.lower().strip() for t in value.split(b",")]:
                 self.keep_alive = False
                 has_close = True
@@ -305,9 +311,11 @@ class _Cycle:
             # These never carry a body (RFC 9110 6.4.1), but a 304 may say the representation's
             # length in Content-Length (8.6): forwarded as is, and no body is expected.
             self.bodyless = True
+        if coded:
+            self._coded(chunked is None)
         if not self.keep_alive and not has_close:
             parts.append(b"connection: close\r\n")
-        if chunked is None and not self.is_head and status not in (204, 304):
+        if chunked is None and not self.bodyless and not self.until_close:
             chunked = True
             parts.append(b"transfer-encoding: chunked\r\n")
         parts.append(b"\r\n")
@@ -315,6 +323,25 @@ class _Cycle:
         self.started = True
         self.expect_100 = False
         self.head = b"".join(parts)
+
+    def _coded(self, unframed: bool) -> None:
+        """The app sends a body in a transfer coding other than chunked (the proxy: an upstream's
+        gzip, say, which it does not decode; see UpstreamConnection._take_codings).
+
+        Unless the app frames it itself, the body goes out as it comes, delimited by closing the
+        connection (RFC 9112 6.1 allows either that or chunked as the final coding). Adding chunked
+        ("gzip, chunked") would keep the connection, but clients that only know a Transfer-Encoding
+        of exactly "chunked" (Python's http.client, so requests and urllib3) would read the chunk
+        framing as content; such codings are rare enough that the lost keep-alive does not matter.
+        """
+        if self.scope["http_version"] == "1.0":
+            # RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client, and without it the client
+            # would take the coded bytes for the content: before the start, so the app can 502.
+            raise RuntimeError("Transfer-Encoding in a response to an HTTP/1.0 request.")
+        if unframed and not self.bodyless:
+            self.until_close = True
+            self.keep_alive = False
+            self.remaining = sys.maxsize  # no length to hold the body to
 
 
 class FrontProtocol(asyncio.Protocol):

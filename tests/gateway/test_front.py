@@ -54,6 +54,14 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/coded":
+        # A body still in a transfer coding the server does not know (as a proxy forwards it).
+        coded = [(b"transfer-encoding", b"gzip")]
+        await send({"type": "http.response.start", "status": 200, "headers": coded})
+        for part in (b"one", b"two"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
     if path == "/headers":
         text = json.dumps([[n.decode(), v.decode()] for n, v in scope["headers"]]).encode()
         await send(
@@ -179,6 +187,21 @@ def test_streamed_response_is_chunked() -> None:
         b"HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
         b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"
     )
+
+
+def test_a_body_in_another_transfer_coding_keeps_its_label_and_ends_with_the_connection() -> None:
+    with front_server() as port:
+        with _connect(port) as s:
+            s.sendall(b"GET /coded HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+            resp = _read_until_closed(s)
+        # No chunked framing added, so the close ends the body; the pipelined request is not
+        # answered (the client retries it on a new connection).
+        assert resp == b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\nconnection: close\r\n\r\nonetwo"
+        with _connect(port) as s:
+            s.sendall(b"GET /coded HTTP/1.0\r\n\r\n")
+            resp = _read_until_closed(s)
+        # Never a Transfer-Encoding to HTTP/1.0 (RFC 9112 6.1): the app is refused the start.
+        assert resp.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
 
 
 def test_garbage_gets_400_app_failure_gets_500_refused_head_lets_the_app_answer() -> None:
