@@ -395,8 +395,9 @@ class FrontProtocol(asyncio.Protocol):
         # within the limit is never refused: ``_head_bytes`` sums the URL and header pieces the
         # parser handed over, ``_head_raw`` the whole reads that arrived while a head begun in
         # an earlier read was still incomplete (httptools buffers a header until it is whole,
-        # by repeated concatenation: a 20 MB header cost it seconds of CPU). ``_head_raw``
-        # also bounds a chunked body's trailer section, which httptools buffers the same way:
+        # by repeated concatenation: a 20 MB header cost it seconds of CPU). Both also bound a
+        # chunked body's trailer section (``_head_bytes`` its fields, counted from 0 again once
+        # the head is complete), which httptools buffers the same way; for ``_head_raw``,
         # ``_chunk_head`` is set from a chunk header until a body byte or the chunk's end
         # shows it was not the last chunk (whose trailer section follows), or the section ends.
         self._head_open = False
@@ -519,14 +520,18 @@ class FrontProtocol(asyncio.Protocol):
             raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if not self._head_open:
             # A trailer field (after a chunked body): dropped. A proxy may discard request
             # trailers (RFC 9110 6.5.1), and appending them here would put them into
             # ``scope["headers"]`` (this very list) after the app may already have read it, so a
             # client could forge X-Request-ID, X-Forwarded-For or Authorization past our checks.
+            # Counted first, like head fields (from 0 again, see on_headers_complete): the whole
+            # reads counted in data_received miss the fields that arrive in one read.
+            if self._head_bytes > self.max_head_bytes:
+                raise _Refusal(431, b"request_trailers_too_large")
             return
         self._url_complete = True
-        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self._head_bytes > self.max_head_bytes:
             raise _HeadTooLarge
         name = name.lower()
@@ -544,6 +549,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_open = False
+        self._head_bytes = 0  # a trailer section is bounded on its own, as a head
         parser = self.parser
         url = self._url
         # A fragment is never part of the request target on the wire (RFC 9112 3.2), but llhttp
@@ -673,7 +679,7 @@ class FrontProtocol(asyncio.Protocol):
         status, error = (cause.status, cause.error) if isinstance(cause, _Refusal) else (400, b"bad_request")
         cycle = self._parsing
         if cycle is not None and cycle.more_body:
-            self._body_failed(cycle, status, error, exc)
+            self._body_failed(cycle, status, error, exc if cause is None else cause)
             return
         if status == 431:
             self._refuse_head()

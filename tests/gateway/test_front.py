@@ -437,3 +437,38 @@ def test_a_trailer_section_longer_than_the_head_limit_is_refused() -> None:
     assert json.loads(body) == {"error": "request_trailers_too_large", "request_id": "r1"}
     assert [(r.method, r.path, r.status) for r in seen] == [("POST", "/trailers", 431)]
     assert _last_message["/trailers"] == {"type": "http.disconnect", REFUSED: True}
+
+
+def _trailer_refusal(port: int, parts: list[bytes]) -> bytes:
+    with _connect(port) as s:
+        for i, part in enumerate(parts):
+            if i:
+                threading.Event().wait(0.1)  # a separate read
+            with contextlib.suppress(OSError):
+                s.sendall(part)
+        return _read_until_closed(s)
+
+
+def test_a_trailer_section_over_the_head_limit_is_refused_however_it_arrives() -> None:
+    # httptools hands over each trailer field whole: one big field, or many small ones, in one
+    # read were never counted (only whole reads after the first were), and got a 200.
+    seen, protocol = _refusing_server()
+    start = (
+        b"POST /trailers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"1\r\na\r\n0\r\n"
+    )
+    cases = [
+        [start + b"X: " + b"a" * 70_000 + b"\r\n\r\n"],
+        [start + b"X: " + b"a" * 35_000, b"a" * 35_000 + b"\r\n\r\n"],
+        [start + b"".join(b"X%d: %b\r\n" % (i, b"a" * 100) for i in range(1000)) + b"\r\n"],
+    ]
+    with front_server(protocol=protocol) as port:
+        answers = [_trailer_refusal(port, parts) for parts in cases]
+        # Trailers within the limit (counted apart from the head) are fine.
+        near = [start + b"X: " + b"a" * 60_000 + b"\r\n\r\n"]
+        assert _trailer_refusal(port, near).endswith(b"POST /trailers q= len=1")
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert json.loads(body)["error"] == "request_trailers_too_large"
+    assert [(r.method, r.path, r.status) for r in seen] == [("POST", "/trailers", 431)] * 3
