@@ -19,7 +19,8 @@ both ways, graceful shutdown) and drops per-request work that a proxy pays for a
 It also bounds the request head (request line + headers; uvicorn does not): a longer head is
 answered 431 here and never reaches the app.
 
-Every request this server refuses itself (431, 400 for an unparsable head or body) is answered
+Every request this server refuses itself (431, 400 for an unparsable head or body or a missing,
+repeated or invalid Host, 501 for a transfer coding it cannot undo) is answered
 with a JSON body ``{"error": ..., "request_id": ...}`` in its turn (after the responses to the
 requests pipelined before it), recorded through the refusal hook (so telemetry sees scanners
 and broken clients), and the connection is closed after a short lingering read (so the client
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import ipaddress
 import logging
 import re
 import sys
@@ -113,6 +115,40 @@ REFUSED = "gatewatch.refused"
 # Byte values for `in` on the URL: with a bytes needle (b"%" in url) CPython 3.11 first tries
 # it as an int and pays for the TypeError, ~150 ns a test; an int needle is one memchr, ~20 ns.
 _QMARK, _PERCENT, _HASH = b"?%#"
+
+# A Host field value (RFC 9110 7.2): uri-host [ ":" port ] in RFC 3986 3.2.2-3.2.3 syntax, without
+# ",": a sub-delim in RFC 3986, but "a,b" reads as two Host fields folded into one list (RFC 9110
+# 5.3), which RFC 9112 3.2 refuses. _HOST_PLAIN is the common case, one cheap match (a reg-name
+# without percent-escapes, which covers IPv4address); _HOST matches everything valid: escapes
+# too, and an IP-literal, whose IPv6 address is then checked by ipaddress.
+_REG_NAME_CHAR = rb"-A-Za-z0-9._~!$&'()*+;="
+_HOST_PLAIN = re.compile(rb"[%b]*(?::[0-9]*)?" % _REG_NAME_CHAR)
+_HOST = re.compile(
+    rb"(?:(?:[%b]|%%[0-9A-Fa-f]{2})*|\[([0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[%b:]+)\])(?::[0-9]*)?"
+    % (_REG_NAME_CHAR, _REG_NAME_CHAR)
+)
+# Host values found valid, so that a request usually costs one set lookup (there are few hosts);
+# bounded, as clients choose them.
+_VALID_HOSTS: set[bytes] = set()
+_AUTHORITY = re.compile(rb"[^/?#]*")  # of an absolute-form target, after "scheme://"
+
+
+def _valid_host(value: bytes) -> bool:
+    if _HOST_PLAIN.fullmatch(value) is None:
+        match = _HOST.fullmatch(value)
+        if match is None:
+            return False
+        literal = match.group(1)
+        if literal is not None and literal[:1] != b"v":
+            try:
+                ipaddress.IPv6Address(literal.decode("ascii"))
+            except ValueError:
+                return False
+    if len(_VALID_HOSTS) >= 1024:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS.add(value)
+    return True
+
 
 # Header names on_header looks at (lower case).
 _WATCHED = frozenset({b"host", b"transfer-encoding", b"expect"})
@@ -385,6 +421,7 @@ class FrontProtocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_100 = False
         self._hosts = 0  # Host fields in the head being read
+        self._host = b""  # the last of them
         self._coding: bytes | None = None  # its Transfer-Encoding values, joined
         self._read_paused = False
         self.write_paused = False
@@ -540,6 +577,7 @@ class FrontProtocol(asyncio.Protocol):
         if name in _WATCHED:  # one set lookup per field instead of a comparison per name
             if name == b"host":
                 self._hosts += 1
+                self._host = value
             elif name == b"transfer-encoding":
                 coding = self._coding
                 self._coding = value if coding is None else coding + b"," + value
@@ -554,9 +592,11 @@ class FrontProtocol(asyncio.Protocol):
         url = self._url
         # A fragment is never part of the request target on the wire (RFC 9112 3.2), but llhttp
         # passes one on: parse_url drops it, so it goes neither upstream nor into telemetry.
+        schema: bytes | None = None
         if _QMARK in url or _PERCENT in url or _HASH in url or url[:1] != b"/":
             parsed = httptools.parse_url(url)
-            raw_path: bytes = parsed.path
+            schema = parsed.schema  # absolute-form
+            raw_path: bytes = parsed.path or b"/"  # "http://h" or "http://h?q" (RFC 9112 3.3)
             query: bytes = parsed.query or b""
             path = raw_path.decode("ascii")
             if "%" in path:
@@ -568,6 +608,10 @@ class FrontProtocol(asyncio.Protocol):
             # RFC 9112 3.2: 400 for an HTTP/1.1 request without Host and for any request with
             # more than one (which one the upstream believes is anybody's guess).
             raise _Refusal(400, b"duplicate_host" if self._hosts else b"missing_host")
+        if self._hosts and self._host not in _VALID_HOSTS and not _valid_host(self._host):
+            raise _Refusal(400, b"invalid_host")  # RFC 9112 3.2, as for a missing one
+        if schema is not None:
+            self._take_authority(url, schema)
         coding = self._coding
         if coding is not None and coding.lower() != b"chunked":
             # llhttp undoes only the chunked framing: "gzip, chunked" would reach the app (and
@@ -603,6 +647,28 @@ class FrontProtocol(asyncio.Protocol):
             # A pipelined request: answered once the one before it is.
             self.pause_reading()
             self.pipeline.append(cycle)
+
+    def _take_authority(self, url: bytes, schema: bytes) -> None:
+        """RFC 9112 3.2.2: for an absolute-form target the server uses the target's authority
+        and ignores Host, so it goes upstream (and to the app) as the Host field.
+
+        Refusing absolute-form with a 400 would be simpler, but a server must accept it (same
+        section). Rewriting is safe: the client could have sent that Host itself (routing is by
+        path alone), and the upstream then sees the authority the request named, not another.
+        """
+        if schema.lower() not in (b"http", b"https"):
+            raise _Refusal(400, b"bad_request")
+        authority = _AUTHORITY.match(url.partition(b"://")[2])
+        host = authority.group() if authority else b""
+        # An http(s) URI needs a host (RFC 9110 4.2.1) and no userinfo (4.2.4; "@" fails the check).
+        if host[:1] in (b"", b":") or (host not in _VALID_HOSTS and not _valid_host(host)):
+            raise _Refusal(400, b"invalid_host")
+        headers = self._headers
+        for i, (name, _) in enumerate(headers):
+            if name == b"host":
+                headers[i] = (b"host", host)
+                return
+        headers.append((b"host", host))  # HTTP/1.0, which may leave Host out
 
     def on_chunk_header(self) -> None:
         self._chunk_head = True  # maybe the last chunk: see _head_raw

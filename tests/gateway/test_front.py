@@ -472,3 +472,53 @@ def test_a_trailer_section_over_the_head_limit_is_refused_however_it_arrives() -
         assert head.startswith(b"HTTP/1.1 431 "), answer[:100]
         assert json.loads(body)["error"] == "request_trailers_too_large"
     assert [(r.method, r.path, r.status) for r in seen] == [("POST", "/trailers", 431)] * 3
+
+
+def test_an_invalid_host_is_refused_before_the_app() -> None:
+    seen, protocol = _refusing_server()
+    bad = [b"a,b", b"a b", b"a/b", b"[::1", b"u@h", b"h:8a", b"[1::2::3]", b"h\\x", b"[::1]x"]
+    good = [b"example.com:8080", b"[::1]:80", b"10.0.0.1", b"a%41b", b"", b"[v1.fe]", b"h:"]
+    with front_server(protocol=protocol) as port:
+        answers = []
+        for host in bad:
+            with _connect(port) as s:
+                s.sendall(b"GET /bad-host HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+                answers.append(_read_until_closed(s))
+        for host in good:
+            with _connect(port) as s:
+                s.sendall(b"GET /headers HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+                got = json.loads(_read_until_closed(s).partition(b"\r\n\r\n")[2])
+            assert got[0] == ["host", host.decode()]
+    for host, answer in zip(bad, answers, strict=True):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), host
+        assert json.loads(body)["error"] == "invalid_host"
+    assert [(r.path, r.status) for r in seen] == [("/bad-host", 400)] * len(bad)
+    assert "/bad-host" not in _last_message
+
+
+def test_an_absolute_form_target_wins_over_the_host_field() -> None:
+    # RFC 9112 3.2.2: a server receiving absolute-form uses the target's authority, not Host.
+    seen, protocol = _refusing_server()
+    with front_server(protocol=protocol) as port:
+        with _connect(port) as s:
+            s.sendall(
+                b"GET http://evil.example/headers HTTP/1.1\r\nHost: good\r\nAccept: */*\r\n\r\n"
+                b"GET HTTP://evil.example:8080?q=1#f HTTP/1.1\r\nHost: good\r\n\r\n"
+            )
+            first, second = _read_exact_responses(s, 2)
+        refused = []
+        for target in (
+            b"http://u:p@evil.example/h",
+            b"http://[1::2::3]/h",
+            b"ftp://evil.example/h",
+            b"http:///h",
+        ):
+            with _connect(port) as s:
+                s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: good\r\nConnection: close\r\n\r\n")
+                refused.append(json.loads(_read_until_closed(s).partition(b"\r\n\r\n")[2])["error"])
+    assert json.loads(first.partition(b"\r\n\r\n")[2]) == [["host", "evil.example"], ["accept", "*/*"]]
+    assert second.endswith(b"GET / q=q=1 len=0")  # an empty path is "/" (RFC 9112 3.3)
+    # (llhttp's URL parser refuses "http:///h" itself, and most bad authorities.)
+    assert refused == ["invalid_host", "invalid_host", "bad_request", "bad_request"]
+    assert [r.status for r in seen] == [400] * 4
