@@ -322,14 +322,23 @@ class _Cycle:
         chunked: bool | None = None
         coded = False  # a Transfer-Encoding other than chunked
         has_close = False
+        # RFC 9110 8.6, RFC 9112 6.1: a server never sends Content-Length or Transfer-Encoding
+        # in a 1xx or 204 (an upstream may, and is forwarded). A 304 may keep them: they describe
+        # the representation a 200 would have had.
+        unframed = status == 204 or status < 200
         for name, value in headers:
             names.append(name)
             values.append(value)
             name = name.lower()
-            if name == b"content-length" and chunked is None:
-                self.remaining = int(value.decode())
-                chunked = False
+            if name == b"content-length":
+                if unframed:
+                    continue
+                if chunked is None:
+                    self.remaining = int(value.decode())
+                    chunked = False
             elif name == b"transfer-encoding":
+                if unframed:
+                    continue
                 if value.lower() == b"chunked":
                     self.remaining = 0
                     chunked = True
@@ -343,9 +352,9 @@ class _Cycle:
             raise RuntimeError("Invalid HTTP header name.")
         if _BAD_VALUE.search(b"\t".join(values)):
             raise RuntimeError("Invalid HTTP header value.")
-        if status in (204, 304):
-            # These never carry a body (RFC 9110 6.4.1), but a 304 may say the representation's
-            # length in Content-Length (8.6): forwarded as is, and no body is expected.
+        if unframed or status == 304:
+            # These never carry a body (RFC 9110 6.4.1, 15.2); a 304's Content-Length (above) is
+            # forwarded as is, and no body is expected.
             self.bodyless = True
         if coded:
             self._coded(chunked is None)

@@ -62,6 +62,11 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/no-content":
+        framing = [(b"content-length", b"5"), (b"transfer-encoding", b"chunked"), (b"etag", b"x")]
+        await send({"type": "http.response.start", "status": 204, "headers": framing})
+        await send({"type": "http.response.body", "body": b""})
+        return
     if path == "/headers":
         text = json.dumps([[n.decode(), v.decode()] for n, v in scope["headers"]]).encode()
         await send(
@@ -202,6 +207,20 @@ def test_a_body_in_another_transfer_coding_keeps_its_label_and_ends_with_the_con
             resp = _read_until_closed(s)
         # Never a Transfer-Encoding to HTTP/1.0 (RFC 9112 6.1): the app is refused the start.
         assert resp.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+
+
+def test_a_204_goes_out_without_content_length_or_transfer_encoding() -> None:
+    # RFC 9110 8.6 and RFC 9112 6.1: never in a 204 (or a 1xx), whatever the app says.
+    with front_server() as port, _connect(port) as s:
+        s.sendall(b"GET /no-content HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"GET /after q= len=0"):
+            chunk = s.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    head204, _, rest = answer.partition(b"\r\n\r\n")
+    assert head204 == b"HTTP/1.1 204 No Content\r\netag: x"
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n")  # nothing between: no body was expected
 
 
 def test_garbage_gets_400_app_failure_gets_500_refused_head_lets_the_app_answer() -> None:
