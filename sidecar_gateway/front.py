@@ -95,6 +95,18 @@ class RefusedHead:
     client: tuple[str, int] | None
     status: int
     headers: Sequence[tuple[bytes, bytes]] = ()  # the header fields read so far, names lower case
+    error: bytes = b"bad_request"  # the answer's "error"
+
+    def answer_body(self, request_id: bytes) -> bytes:
+        """The JSON body of the answer carrying ``request_id`` (the refusal hook's; b"": none).
+
+        A method, not a field, because the hook that records the refusal chooses the id: it can
+        count the bytes the client is sent (``http.response.body.bytes``) before they are.
+        """
+        body = b'{"error":"%s"' % self.error
+        if request_id:
+            body += b',"request_id":"%s"' % request_id
+        return body + b"}"
 
 
 # Records a refused request (telemetry); returns the request id the answer carries.
@@ -792,7 +804,7 @@ class FrontProtocol(asyncio.Protocol):
                 parsed = self.parser.get_method().decode("ascii")
                 if _TOKEN.fullmatch(parsed):
                     method = parsed
-        self._refuse(RefusedHead(method, path, query, self.client, status, self._headers), error)
+        self._refuse(RefusedHead(method, path, query, self.client, status, self._headers, error))
 
     def _body_failed(self, cycle: _Cycle, status: int, error: bytes, reason: object) -> None:
         """The body of a request whose head went to the app (or is queued for it) is refused."""
@@ -804,12 +816,12 @@ class FrontProtocol(asyncio.Protocol):
         scope = cycle.scope
         refused = RefusedHead(
             scope["method"], scope["raw_path"].decode("latin-1"), scope["query_string"], self.client, status,
-            scope["headers"],
+            scope["headers"], error,
         )  # fmt: skip
         if cycle in self.pipeline:
             # Queued behind an earlier request: the app never sees it; refused in its turn.
             self.pipeline.remove(cycle)
-            self._refuse(refused, error)
+            self._refuse(refused)
         elif cycle.complete:
             # Answered before its body was read; the stream cannot be framed any further.
             self._lingering = 0
@@ -822,9 +834,9 @@ class FrontProtocol(asyncio.Protocol):
             # The app sees a disconnect marked REFUSED, so only the refusal is recorded.
             cycle.disconnected = cycle.refused = True
             cycle.wake()
-            self._refuse(refused, error, after_current=False)
+            self._refuse(refused, after_current=False)
 
-    def _refuse(self, refused: RefusedHead, error: bytes, after_current: bool = True) -> None:
+    def _refuse(self, refused: RefusedHead, after_current: bool = True) -> None:
         """Record and answer a refused request; nothing after it on this connection is parsed."""
         self._head_open = False
         self._lingering = 0
@@ -832,10 +844,7 @@ class FrontProtocol(asyncio.Protocol):
         hook = self.refusal_hook
         if hook is not None:
             request_id = hook(refused)
-        body = b'{"error":"%s"' % error
-        if request_id:
-            body += b',"request_id":"%s"' % request_id
-        body += b"}"
+        body = refused.answer_body(request_id)
         parts = [_STATUS_LINES[refused.status]]
         for name, value in self.default_headers:
             parts += (name, b": ", value, b"\r\n")

@@ -541,3 +541,27 @@ def test_an_absolute_form_target_wins_over_the_host_field() -> None:
     # (llhttp's URL parser refuses "http:///h" itself, and most bad authorities.)
     assert refused == ["invalid_host", "invalid_host", "bad_request", "bad_request"]
     assert [r.status for r in seen] == [400] * 4
+
+
+def test_a_refusal_tells_the_hook_the_body_its_answer_carries() -> None:
+    # The hook records the refusal before the answer is written; answer_body() lets it count the
+    # bytes the client gets (the access event's http.response.body.bytes was always 0).
+    seen, protocol = _refusing_server()
+    requests = [
+        b"GARBAGE\r\n\r\n",
+        b"GET /none HTTP/1.1\r\n\r\n",
+        b"GET /big HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    ]
+    with front_server(protocol=protocol) as port:
+        answers = []
+        for data in requests:
+            with _connect(port) as s:
+                s.sendall(data)
+                answers.append(_read_until_closed(s))
+    for i, (refused, answer) in enumerate(zip(seen, answers, strict=True), 1):
+        body = answer.partition(b"\r\n\r\n")[2]
+        assert refused.answer_body(b"r%d" % i) == body
+        assert json.loads(body)["error"] == refused.error.decode()
+    assert [r.status for r in seen] == [400, 400, 431, 501]
+    assert RefusedHead("GET", "/", b"", None, 400).answer_body(b"") == b'{"error":"bad_request"}'
