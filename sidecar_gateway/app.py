@@ -103,11 +103,12 @@ class ProxyApp:
         peer = refused.client[0] if refused.client else None
         # A refused 5xx is the gateway's own answer: never labelled upstream_5xx (no upstream saw it).
         error = "not_implemented" if refused.status >= 500 else None
+        sent = len(refused.answer_body(request_id))
         self.telemetry.record(
             RequestRecord(
                 time.time(), 0.0, route.name if route is not None else UNMATCHED_ROUTE, refused.method,
-                refused.status, error, None, None, 0, 0, peer, incoming.forwarded_for, incoming.user_agent,
-                path, refused.query, request_id, None, 0,
+                refused.status, error, None, None, 0, sent, peer, incoming.forwarded_for,
+                incoming.user_agent, path, refused.query, request_id, None, 0,
             )
         )  # fmt: skip
         return request_id

@@ -35,6 +35,11 @@ Header = tuple[bytes, bytes]
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 
+# Transfer-Encoding is hop-by-hop, but in an upstream response as UpstreamConnection.headers has
+# it, it names only the codings still on the body (the chunked framing is undone and not listed
+# there): the client must be told, or it takes gzip bytes for the content.
+_RESPONSE_HOP_BY_HOP = HOP_BY_HOP - {b"transfer-encoding"}
+
 
 def connection_tokens(headers: Iterable[Header]) -> frozenset[bytes]:
     """Header names listed in Connection headers (lower case)."""
@@ -59,7 +64,8 @@ def strip_hop_by_hop(headers: Sequence[Header]) -> list[Header]:
 
 
 def strip_response_hop_by_hop(headers: Sequence[Header]) -> list[Header]:
-    """Like :func:`strip_hop_by_hop` for headers whose names are already lower case.
+    """Like :func:`strip_hop_by_hop` for an upstream response's headers (names lower case),
+    except that Transfer-Encoding is kept: there it names the codings left on the body.
 
     One pass (this runs for every response): a Connection header that names more than the
     usual keep-alive/close triggers a second, filtering pass.
@@ -68,7 +74,7 @@ def strip_response_hop_by_hop(headers: Sequence[Header]) -> list[Header]:
     named: frozenset[bytes] | None = None
     for header in headers:
         name = header[0]
-        if name in HOP_BY_HOP:
+        if name in _RESPONSE_HOP_BY_HOP:
             if name == b"connection" and header[1] not in _PLAIN_CONNECTION:
                 named = connection_tokens(headers)
             continue
@@ -76,7 +82,7 @@ def strip_response_hop_by_hop(headers: Sequence[Header]) -> list[Header]:
             continue
         out.append(header)
     if named:
-        out = [h for h in out if h[0] not in named]
+        out = [h for h in out if h[0] not in named or h[0] == b"transfer-encoding"]
     return out
 
 

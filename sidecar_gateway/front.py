@@ -19,7 +19,8 @@ both ways, graceful shutdown) and drops per-request work that a proxy pays for a
 It also bounds the request head (request line + headers; uvicorn does not): a longer head is
 answered 431 here and never reaches the app.
 
-Every request this server refuses itself (431, 400 for an unparsable head or body) is answered
+Every request this server refuses itself (431, 400 for an unparsable head or body or a missing,
+repeated or invalid Host, 501 for a transfer coding it cannot undo) is answered
 with a JSON body ``{"error": ..., "request_id": ...}`` in its turn (after the responses to the
 requests pipelined before it), recorded through the refusal hook (so telemetry sees scanners
 and broken clients), and the connection is closed after a short lingering read (so the client
@@ -31,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import ipaddress
 import logging
 import re
+import sys
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -92,6 +95,18 @@ class RefusedHead:
     client: tuple[str, int] | None
     status: int
     headers: Sequence[tuple[bytes, bytes]] = ()  # the header fields read so far, names lower case
+    error: bytes = b"bad_request"  # the answer's "error"
+
+    def answer_body(self, request_id: bytes) -> bytes:
+        """The JSON body of the answer carrying ``request_id`` (the refusal hook's; b"": none).
+
+        A method, not a field, because the hook that records the refusal chooses the id: it can
+        count the bytes the client is sent (``http.response.body.bytes``) before they are.
+        """
+        body = b'{"error":"%s"' % self.error
+        if request_id:
+            body += b',"request_id":"%s"' % request_id
+        return body + b"}"
 
 
 # Records a refused request (telemetry); returns the request id the answer carries.
@@ -119,6 +134,40 @@ class ClientDisconnected(OSError):
 # it as an int and pays for the TypeError, ~150 ns a test; an int needle is one memchr, ~20 ns.
 _QMARK, _PERCENT, _HASH = b"?%#"
 
+# A Host field value (RFC 9110 7.2): uri-host [ ":" port ] in RFC 3986 3.2.2-3.2.3 syntax, without
+# ",": a sub-delim in RFC 3986, but "a,b" reads as two Host fields folded into one list (RFC 9110
+# 5.3), which RFC 9112 3.2 refuses. _HOST_PLAIN is the common case, one cheap match (a reg-name
+# without percent-escapes, which covers IPv4address); _HOST matches everything valid: escapes
+# too, and an IP-literal, whose IPv6 address is then checked by ipaddress.
+_REG_NAME_CHAR = rb"-A-Za-z0-9._~!$&'()*+;="
+_HOST_PLAIN = re.compile(rb"[%b]*(?::[0-9]*)?" % _REG_NAME_CHAR)
+_HOST = re.compile(
+    rb"(?:(?:[%b]|%%[0-9A-Fa-f]{2})*|\[([0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[%b:]+)\])(?::[0-9]*)?"
+    % (_REG_NAME_CHAR, _REG_NAME_CHAR)
+)
+# Host values found valid, so that a request usually costs one set lookup (there are few hosts);
+# bounded, as clients choose them.
+_VALID_HOSTS: set[bytes] = set()
+_AUTHORITY = re.compile(rb"[^/?#]*")  # of an absolute-form target, after "scheme://"
+
+
+def _valid_host(value: bytes) -> bool:
+    if _HOST_PLAIN.fullmatch(value) is None:
+        match = _HOST.fullmatch(value)
+        if match is None:
+            return False
+        literal = match.group(1)
+        if literal is not None and literal[:1] != b"v":
+            try:
+                ipaddress.IPv6Address(literal.decode("ascii"))
+            except ValueError:
+                return False
+    if len(_VALID_HOSTS) >= 1024:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS.add(value)
+    return True
+
+
 # Header names on_header looks at (lower case).
 _WATCHED = frozenset({b"host", b"transfer-encoding", b"expect"})
 
@@ -144,7 +193,7 @@ class _Cycle:
 
     __slots__ = ("body", "bodyless", "chunked", "complete", "conn", "disconnected", "expect_100", "head",
                  "is_head", "keep_alive", "more_body", "ready", "refused", "remaining", "scope", "started",
-                 "waiter")  # fmt: skip
+                 "until_close", "waiter")  # fmt: skip
 
     def __init__(
         self, conn: FrontProtocol, scope: dict[str, Any], keep_alive: bool, expect_100: bool
@@ -165,6 +214,7 @@ class _Cycle:
         self.complete = False
         self.chunked = False
         self.remaining = 0  # Content-Length bytes still to send
+        self.until_close = False  # the body ends where the connection does (see _coded)
         self.head: bytes | None = None  # written with the first body message
 
     def wake(self) -> None:
@@ -276,7 +326,7 @@ class _Cycle:
         if data:
             conn.transport.write(data)
         if not more_body:
-            if self.remaining != 0:
+            if self.remaining != 0 and not self.until_close:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.complete = True
             self.wake()
@@ -292,17 +342,30 @@ class _Cycle:
         values = []
         parts = [_STATUS_LINES.get(status) or _status_line(status)]
         chunked: bool | None = None
+        coded = False  # a Transfer-Encoding other than chunked
         has_close = False
+        # RFC 9110 8.6, RFC 9112 6.1: a server never sends Content-Length or Transfer-Encoding
+        # in a 1xx or 204 (an upstream may, and is forwarded). A 304 may keep them: they describe
+        # the representation a 200 would have had.
+        unframed = status == 204 or status < 200
         for name, value in headers:
             names.append(name)
             values.append(value)
             name = name.lower()
-            if name == b"content-length" and chunked is None:
-                self.remaining = int(value.decode())
-                chunked = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.remaining = 0
-                chunked = True
+            if name == b"content-length":
+                if unframed:
+                    continue
+                if chunked is None:
+                    self.remaining = int(value.decode())
+                    chunked = False
+            elif name == b"transfer-encoding":
+                if unframed:
+                    continue
+                if value.lower() == b"chunked":
+                    self.remaining = 0
+                    chunked = True
+                else:
+                    coded = True
             elif name == b"connection" and b"close" in [t.lower().strip() for t in value.split(b",")]:
                 self.keep_alive = False
                 has_close = True
@@ -311,13 +374,15 @@ class _Cycle:
             raise RuntimeError("Invalid HTTP header name.")
         if _BAD_VALUE.search(b"\t".join(values)):
             raise RuntimeError("Invalid HTTP header value.")
-        if status in (204, 304):
-            # These never carry a body (RFC 9110 6.4.1), but a 304 may say the representation's
-            # length in Content-Length (8.6): forwarded as is, and no body is expected.
+        if unframed or status == 304:
+            # These never carry a body (RFC 9110 6.4.1, 15.2); a 304's Content-Length (above) is
+            # forwarded as is, and no body is expected.
             self.bodyless = True
+        if coded:
+            self._coded(chunked is None)
         if not self.keep_alive and not has_close:
             parts.append(b"connection: close\r\n")
-        if chunked is None and not self.is_head and status not in (204, 304):
+        if chunked is None and not self.bodyless and not self.until_close:
             chunked = True
             parts.append(b"transfer-encoding: chunked\r\n")
         parts.append(b"\r\n")
@@ -325,6 +390,25 @@ class _Cycle:
         self.started = True
         self.expect_100 = False
         self.head = b"".join(parts)
+
+    def _coded(self, unframed: bool) -> None:
+        """The app sends a body in a transfer coding other than chunked (the proxy: an upstream's
+        gzip, say, which it does not decode; see UpstreamConnection._take_codings).
+
+        Unless the app frames it itself, the body goes out as it comes, delimited by closing the
+        connection (RFC 9112 6.1 allows either that or chunked as the final coding). Adding chunked
+        ("gzip, chunked") would keep the connection, but clients that only know a Transfer-Encoding
+        of exactly "chunked" (Python's http.client, so requests and urllib3) would read the chunk
+        framing as content; such codings are rare enough that the lost keep-alive does not matter.
+        """
+        if self.scope["http_version"] == "1.0":
+            # RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client, and without it the client
+            # would take the coded bytes for the content: before the start, so the app can 502.
+            raise RuntimeError("Transfer-Encoding in a response to an HTTP/1.0 request.")
+        if unframed and not self.bodyless:
+            self.until_close = True
+            self.keep_alive = False
+            self.remaining = sys.maxsize  # no length to hold the body to
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -368,6 +452,7 @@ class FrontProtocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_100 = False
         self._hosts = 0  # Host fields in the head being read
+        self._host = b""  # the last of them
         self._coding: bytes | None = None  # its Transfer-Encoding values, joined
         self._read_paused = False
         self.write_paused = False
@@ -378,8 +463,9 @@ class FrontProtocol(asyncio.Protocol):
         # within the limit is never refused: ``_head_bytes`` sums the URL and header pieces the
         # parser handed over, ``_head_raw`` the whole reads that arrived while a head begun in
         # an earlier read was still incomplete (httptools buffers a header until it is whole,
-        # by repeated concatenation: a 20 MB header cost it seconds of CPU). ``_head_raw``
-        # also bounds a chunked body's trailer section, which httptools buffers the same way:
+        # by repeated concatenation: a 20 MB header cost it seconds of CPU). Both also bound a
+        # chunked body's trailer section (``_head_bytes`` its fields, counted from 0 again once
+        # the head is complete), which httptools buffers the same way; for ``_head_raw``,
         # ``_chunk_head`` is set from a chunk header until a body byte or the chunk's end
         # shows it was not the last chunk (whose trailer section follows), or the section ends.
         self._head_open = False
@@ -502,14 +588,18 @@ class FrontProtocol(asyncio.Protocol):
             raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if not self._head_open:
             # A trailer field (after a chunked body): dropped. A proxy may discard request
             # trailers (RFC 9110 6.5.1), and appending them here would put them into
             # ``scope["headers"]`` (this very list) after the app may already have read it, so a
             # client could forge X-Request-ID, X-Forwarded-For or Authorization past our checks.
+            # Counted first, like head fields (from 0 again, see on_headers_complete): the whole
+            # reads counted in data_received miss the fields that arrive in one read.
+            if self._head_bytes > self.max_head_bytes:
+                raise _Refusal(431, b"request_trailers_too_large")
             return
         self._url_complete = True
-        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self._head_bytes > self.max_head_bytes:
             raise _HeadTooLarge
         name = name.lower()
@@ -518,6 +608,7 @@ class FrontProtocol(asyncio.Protocol):
         if name in _WATCHED:  # one set lookup per field instead of a comparison per name
             if name == b"host":
                 self._hosts += 1
+                self._host = value
             elif name == b"transfer-encoding":
                 coding = self._coding
                 self._coding = value if coding is None else coding + b"," + value
@@ -527,13 +618,16 @@ class FrontProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_open = False
+        self._head_bytes = 0  # a trailer section is bounded on its own, as a head
         parser = self.parser
         url = self._url
         # A fragment is never part of the request target on the wire (RFC 9112 3.2), but llhttp
         # passes one on: parse_url drops it, so it goes neither upstream nor into telemetry.
+        schema: bytes | None = None
         if _QMARK in url or _PERCENT in url or _HASH in url or url[:1] != b"/":
             parsed = httptools.parse_url(url)
-            raw_path: bytes = parsed.path
+            schema = parsed.schema  # absolute-form
+            raw_path: bytes = parsed.path or b"/"  # "http://h" or "http://h?q" (RFC 9112 3.3)
             query: bytes = parsed.query or b""
             path = raw_path.decode("ascii")
             if "%" in path:
@@ -545,6 +639,10 @@ class FrontProtocol(asyncio.Protocol):
             # RFC 9112 3.2: 400 for an HTTP/1.1 request without Host and for any request with
             # more than one (which one the upstream believes is anybody's guess).
             raise _Refusal(400, b"duplicate_host" if self._hosts else b"missing_host")
+        if self._hosts and self._host not in _VALID_HOSTS and not _valid_host(self._host):
+            raise _Refusal(400, b"invalid_host")  # RFC 9112 3.2, as for a missing one
+        if schema is not None:
+            self._take_authority(url, schema)
         coding = self._coding
         if coding is not None and coding.lower() != b"chunked":
             # llhttp undoes only the chunked framing: "gzip, chunked" would reach the app (and
@@ -580,6 +678,28 @@ class FrontProtocol(asyncio.Protocol):
             # A pipelined request: answered once the one before it is.
             self.pause_reading()
             self.pipeline.append(cycle)
+
+    def _take_authority(self, url: bytes, schema: bytes) -> None:
+        """RFC 9112 3.2.2: for an absolute-form target the server uses the target's authority
+        and ignores Host, so it goes upstream (and to the app) as the Host field.
+
+        Refusing absolute-form with a 400 would be simpler, but a server must accept it (same
+        section). Rewriting is safe: the client could have sent that Host itself (routing is by
+        path alone), and the upstream then sees the authority the request named, not another.
+        """
+        if schema.lower() not in (b"http", b"https"):
+            raise _Refusal(400, b"bad_request")
+        authority = _AUTHORITY.match(url.partition(b"://")[2])
+        host = authority.group() if authority else b""
+        # An http(s) URI needs a host (RFC 9110 4.2.1) and no userinfo (4.2.4; "@" fails the check).
+        if host[:1] in (b"", b":") or (host not in _VALID_HOSTS and not _valid_host(host)):
+            raise _Refusal(400, b"invalid_host")
+        headers = self._headers
+        for i, (name, _) in enumerate(headers):
+            if name == b"host":
+                headers[i] = (b"host", host)
+                return
+        headers.append((b"host", host))  # HTTP/1.0, which may leave Host out
 
     def on_chunk_header(self) -> None:
         self._chunk_head = True  # maybe the last chunk: see _head_raw
@@ -656,7 +776,7 @@ class FrontProtocol(asyncio.Protocol):
         status, error = (cause.status, cause.error) if isinstance(cause, _Refusal) else (400, b"bad_request")
         cycle = self._parsing
         if cycle is not None and cycle.more_body:
-            self._body_failed(cycle, status, error, exc)
+            self._body_failed(cycle, status, error, exc if cause is None else cause)
             return
         if status == 431:
             self._refuse_head()
@@ -694,7 +814,7 @@ class FrontProtocol(asyncio.Protocol):
                 parsed = self.parser.get_method().decode("ascii")
                 if _TOKEN.fullmatch(parsed):
                     method = parsed
-        self._refuse(RefusedHead(method, path, query, self.client, status, self._headers), error)
+        self._refuse(RefusedHead(method, path, query, self.client, status, self._headers, error))
 
     def _body_failed(self, cycle: _Cycle, status: int, error: bytes, reason: object) -> None:
         """The body of a request whose head went to the app (or is queued for it) is refused."""
@@ -706,12 +826,12 @@ class FrontProtocol(asyncio.Protocol):
         scope = cycle.scope
         refused = RefusedHead(
             scope["method"], scope["raw_path"].decode("latin-1"), scope["query_string"], self.client, status,
-            scope["headers"],
+            scope["headers"], error,
         )  # fmt: skip
         if cycle in self.pipeline:
             # Queued behind an earlier request: the app never sees it; refused in its turn.
             self.pipeline.remove(cycle)
-            self._refuse(refused, error)
+            self._refuse(refused)
         elif cycle.complete:
             # Answered before its body was read; the stream cannot be framed any further.
             self._lingering = 0
@@ -724,9 +844,9 @@ class FrontProtocol(asyncio.Protocol):
             # The app sees a disconnect marked REFUSED, so only the refusal is recorded.
             cycle.disconnected = cycle.refused = True
             cycle.wake()
-            self._refuse(refused, error, after_current=False)
+            self._refuse(refused, after_current=False)
 
-    def _refuse(self, refused: RefusedHead, error: bytes, after_current: bool = True) -> None:
+    def _refuse(self, refused: RefusedHead, after_current: bool = True) -> None:
         """Record and answer a refused request; nothing after it on this connection is parsed."""
         self._head_open = False
         self._lingering = 0
@@ -734,10 +854,7 @@ class FrontProtocol(asyncio.Protocol):
         hook = self.refusal_hook
         if hook is not None:
             request_id = hook(refused)
-        body = b'{"error":"%s"' % error
-        if request_id:
-            body += b',"request_id":"%s"' % request_id
-        body += b"}"
+        body = refused.answer_body(request_id)
         parts = [_STATUS_LINES[refused.status]]
         for name, value in self.default_headers:
             parts += (name, b": ", value, b"\r\n")

@@ -97,6 +97,8 @@ class UpstreamConnection(asyncio.Protocol):
     # ---- exchange state ------------------------------------------------------------------
     def _reset_exchange(self, is_head: bool) -> None:
         self.status = 0
+        # Names lower case. No Transfer-Encoding as received: one naming the codings still on
+        # the body, if any (see _take_codings); the chunked framing is undone here.
         self.headers: list[Header] = []
         self.head_done = False
         self.complete = False
@@ -105,6 +107,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._is_head = is_head
         self._interim = False
         self._has_length = False
+        self._codings: bytes | None = None  # the Transfer-Encoding values, joined
         self._chunked = False
         self._until_eof = False
         self._chunks: deque[bytes] = deque()
@@ -203,7 +206,10 @@ class UpstreamConnection(asyncio.Protocol):
         if name == b"content-length":
             self._has_length = True
         elif name == b"transfer-encoding":
-            self._chunked = True
+            # Not kept as received: on_headers_complete puts back what is still on the body.
+            codings = self._codings
+            self._codings = value if codings is None else codings + b"," + value
+            return
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -220,8 +226,15 @@ class UpstreamConnection(asyncio.Protocol):
             # Interim response (e.g. 103 Early Hints): not forwarded; the final one follows.
             self._interim = True
             self.headers = []
-            self._has_length = self._chunked = False
+            self._has_length = False
+            self._codings = None
             return
+        codings = self._codings
+        if codings is not None:
+            if codings == b"chunked":  # nearly always: no list to take apart
+                self._chunked = True
+            else:
+                self._take_codings(codings)
         self.status = status
         self.head_done = True
         self._until_eof = not (self._has_length or self._chunked or self._is_head or status in (204, 304))
@@ -229,6 +242,29 @@ class UpstreamConnection(asyncio.Protocol):
             self.complete = True
             self.keep_alive = self.parser.should_keep_alive()
         self._wake()
+
+    def _take_codings(self, codings: bytes) -> None:
+        """Frame a response by its transfer codings, as llhttp does, and keep the rest in ``headers``.
+
+        llhttp undoes ``chunked`` only when it is the final coding (RFC 9112 6.3: otherwise the
+        body runs until the connection closes), matching the last list element as this does (it
+        skips spaces and tabs before the name but only spaces after it), and undoes nothing
+        else: a coding such as gzip is still on the body bytes. So ``headers`` gets one
+        Transfer-Encoding field naming the codings left, which whoever forwards the body must pass
+        on (the proxy: the client cannot decode what it is not told about). A ``chunked`` anywhere
+        else (applied twice, which RFC 9112 7 forbids, or before another coding) is refused: its
+        framing is still in the bytes, and nobody downstream could tell it from ours.
+        """
+        parts = codings.split(b",")
+        self._chunked = parts[-1].lstrip(b" \t").rstrip(b" ").lower() == b"chunked"
+        if self._chunked:
+            parts.pop()
+        left = [coding for part in parts if (coding := part.strip(b" \t"))]
+        if any(coding.partition(b";")[0].rstrip(b" \t").lower() == b"chunked" for coding in left):
+            self._fail(ProtocolError(f"upstream transfer codings {codings[:100]!r}: chunked not only last"))
+            raise _BadHead
+        if left:
+            self.headers.append((b"transfer-encoding", b", ".join(left)))
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)

@@ -50,7 +50,10 @@ def test_strip_keeps_exactly_the_end_to_end_headers_in_order(headers: list[tuple
     named = {t.strip().lower() for n, v in headers if n == b"connection" for t in v.split(b",") if t.strip()}
     expected = [(n, v) for n, v in headers if n not in HOP and not n.startswith(b"proxy-") and n not in named]
     assert strip_hop_by_hop(headers) == expected
-    assert strip_response_hop_by_hop(headers) == expected
+    # In an upstream response, Transfer-Encoding names the codings still on the body (the
+    # upstream connection undid chunked and left it out), which the client must be told.
+    kept = [(n, v) for n, v in headers if n == b"transfer-encoding" or (n, v) in expected]
+    assert strip_response_hop_by_hop(headers) == kept
 
 
 @given(header_lists)

@@ -54,6 +54,19 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/coded":
+        # A body still in a transfer coding the server does not know (as a proxy forwards it).
+        coded = [(b"transfer-encoding", b"gzip")]
+        await send({"type": "http.response.start", "status": 200, "headers": coded})
+        for part in (b"one", b"two"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/no-content":
+        framing = [(b"content-length", b"5"), (b"transfer-encoding", b"chunked"), (b"etag", b"x")]
+        await send({"type": "http.response.start", "status": 204, "headers": framing})
+        await send({"type": "http.response.body", "body": b""})
+        return
     if path == "/headers":
         text = json.dumps([[n.decode(), v.decode()] for n, v in scope["headers"]]).encode()
         await send(
@@ -179,6 +192,35 @@ def test_streamed_response_is_chunked() -> None:
         b"HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
         b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"
     )
+
+
+def test_a_body_in_another_transfer_coding_keeps_its_label_and_ends_with_the_connection() -> None:
+    with front_server() as port:
+        with _connect(port) as s:
+            s.sendall(b"GET /coded HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+            resp = _read_until_closed(s)
+        # No chunked framing added, so the close ends the body; the pipelined request is not
+        # answered (the client retries it on a new connection).
+        assert resp == b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\nconnection: close\r\n\r\nonetwo"
+        with _connect(port) as s:
+            s.sendall(b"GET /coded HTTP/1.0\r\n\r\n")
+            resp = _read_until_closed(s)
+        # Never a Transfer-Encoding to HTTP/1.0 (RFC 9112 6.1): the app is refused the start.
+        assert resp.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+
+
+def test_a_204_goes_out_without_content_length_or_transfer_encoding() -> None:
+    # RFC 9110 8.6 and RFC 9112 6.1: never in a 204 (or a 1xx), whatever the app says.
+    with front_server() as port, _connect(port) as s:
+        s.sendall(b"GET /no-content HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"GET /after q= len=0"):
+            chunk = s.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    head204, _, rest = answer.partition(b"\r\n\r\n")
+    assert head204 == b"HTTP/1.1 204 No Content\r\netag: x"
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n")  # nothing between: no body was expected
 
 
 def test_garbage_gets_400_app_failure_gets_500_refused_head_lets_the_app_answer() -> None:
@@ -414,3 +456,112 @@ def test_a_trailer_section_longer_than_the_head_limit_is_refused() -> None:
     assert json.loads(body) == {"error": "request_trailers_too_large", "request_id": "r1"}
     assert [(r.method, r.path, r.status) for r in seen] == [("POST", "/trailers", 431)]
     assert _last_message["/trailers"] == {"type": "http.disconnect", REFUSED: True}
+
+
+def _trailer_refusal(port: int, parts: list[bytes]) -> bytes:
+    with _connect(port) as s:
+        for i, part in enumerate(parts):
+            if i:
+                threading.Event().wait(0.1)  # a separate read
+            with contextlib.suppress(OSError):
+                s.sendall(part)
+        return _read_until_closed(s)
+
+
+def test_a_trailer_section_over_the_head_limit_is_refused_however_it_arrives() -> None:
+    # httptools hands over each trailer field whole: one big field, or many small ones, in one
+    # read were never counted (only whole reads after the first were), and got a 200.
+    seen, protocol = _refusing_server()
+    start = (
+        b"POST /trailers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"1\r\na\r\n0\r\n"
+    )
+    cases = [
+        [start + b"X: " + b"a" * 70_000 + b"\r\n\r\n"],
+        [start + b"X: " + b"a" * 35_000, b"a" * 35_000 + b"\r\n\r\n"],
+        [start + b"".join(b"X%d: %b\r\n" % (i, b"a" * 100) for i in range(1000)) + b"\r\n"],
+    ]
+    with front_server(protocol=protocol) as port:
+        answers = [_trailer_refusal(port, parts) for parts in cases]
+        # Trailers within the limit (counted apart from the head) are fine.
+        near = [start + b"X: " + b"a" * 60_000 + b"\r\n\r\n"]
+        assert _trailer_refusal(port, near).endswith(b"POST /trailers q= len=1")
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert json.loads(body)["error"] == "request_trailers_too_large"
+    assert [(r.method, r.path, r.status) for r in seen] == [("POST", "/trailers", 431)] * 3
+
+
+def test_an_invalid_host_is_refused_before_the_app() -> None:
+    seen, protocol = _refusing_server()
+    bad = [b"a,b", b"a b", b"a/b", b"[::1", b"u@h", b"h:8a", b"[1::2::3]", b"h\\x", b"[::1]x"]
+    good = [b"example.com:8080", b"[::1]:80", b"10.0.0.1", b"a%41b", b"", b"[v1.fe]", b"h:"]
+    with front_server(protocol=protocol) as port:
+        answers = []
+        for host in bad:
+            with _connect(port) as s:
+                s.sendall(b"GET /bad-host HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+                answers.append(_read_until_closed(s))
+        for host in good:
+            with _connect(port) as s:
+                s.sendall(b"GET /headers HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+                got = json.loads(_read_until_closed(s).partition(b"\r\n\r\n")[2])
+            assert got[0] == ["host", host.decode()]
+    for host, answer in zip(bad, answers, strict=True):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), host
+        assert json.loads(body)["error"] == "invalid_host"
+    assert [(r.path, r.status) for r in seen] == [("/bad-host", 400)] * len(bad)
+    assert "/bad-host" not in _last_message
+
+
+def test_an_absolute_form_target_wins_over_the_host_field() -> None:
+    # RFC 9112 3.2.2: a server receiving absolute-form uses the target's authority, not Host.
+    seen, protocol = _refusing_server()
+    with front_server(protocol=protocol) as port:
+        with _connect(port) as s:
+            s.sendall(
+                b"GET http://evil.example/headers HTTP/1.1\r\nHost: good\r\nAccept: */*\r\n\r\n"
+                b"GET HTTP://evil.example:8080?q=1#f HTTP/1.1\r\nHost: good\r\n\r\n"
+            )
+            first, second = _read_exact_responses(s, 2)
+        refused = []
+        for target in (
+            b"http://u:p@evil.example/h",
+            b"http://[1::2::3]/h",
+            b"ftp://evil.example/h",
+            b"http:///h",
+        ):
+            with _connect(port) as s:
+                s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: good\r\nConnection: close\r\n\r\n")
+                refused.append(json.loads(_read_until_closed(s).partition(b"\r\n\r\n")[2])["error"])
+    assert json.loads(first.partition(b"\r\n\r\n")[2]) == [["host", "evil.example"], ["accept", "*/*"]]
+    assert second.endswith(b"GET / q=q=1 len=0")  # an empty path is "/" (RFC 9112 3.3)
+    # (llhttp's URL parser refuses "http:///h" itself, and most bad authorities.)
+    assert refused == ["invalid_host", "invalid_host", "bad_request", "bad_request"]
+    assert [r.status for r in seen] == [400] * 4
+
+
+def test_a_refusal_tells_the_hook_the_body_its_answer_carries() -> None:
+    # The hook records the refusal before the answer is written; answer_body() lets it count the
+    # bytes the client gets (the access event's http.response.body.bytes was always 0).
+    seen, protocol = _refusing_server()
+    requests = [
+        b"GARBAGE\r\n\r\n",
+        b"GET /none HTTP/1.1\r\n\r\n",
+        b"GET /big HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    ]
+    with front_server(protocol=protocol) as port:
+        answers = []
+        for data in requests:
+            with _connect(port) as s:
+                s.sendall(data)
+                answers.append(_read_until_closed(s))
+    for i, (refused, answer) in enumerate(zip(seen, answers, strict=True), 1):
+        body = answer.partition(b"\r\n\r\n")[2]
+        assert refused.answer_body(b"r%d" % i) == body
+        assert json.loads(body)["error"] == refused.error.decode()
+    assert [r.status for r in seen] == [400, 400, 431, 501]
+    assert RefusedHead("GET", "/", b"", None, 400).answer_body(b"") == b'{"error":"bad_request"}'

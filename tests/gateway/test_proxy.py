@@ -489,3 +489,26 @@ def test_routing_and_forwarding_use_one_normalised_path(
         ("raw", "/raw/x"),
     ]
     assert [e.backend for e in events[:2]] == [upstream2.address] * 2
+
+
+def test_host_values_are_checked_and_an_absolute_form_authority_goes_upstream(
+    upstream: RunningUpstream, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    cfg = make_config(
+        one_route(upstream.address), telemetry={"access_log": {"enabled": True, "path": str(log)}}
+    )
+    with gateway_thread(cfg) as gw:
+        for host in (b"a,b", b"a b", b"a/b", b"[::1"):
+            answer = _raw_exchange(gw.url, b"GET /echo HTTP/1.1\r\nHost: %b\r\n\r\n" % host)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400 ") and json.loads(body)["error"] == "invalid_host", host
+        answer = _raw_exchange(
+            gw.url, b"GET http://evil.example/echo HTTP/1.1\r\nHost: good\r\nConnection: close\r\n\r\n"
+        )
+        got = json.loads(answer.partition(b"\r\n\r\n")[2])
+        assert (got["path"], echo_headers(got)["host"]) == ("/echo", ["evil.example"])
+    events = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
+    assert [(e.status, e.path, e.backend) for e in events] == [(400, "/echo", None)] * 4 + [
+        (200, "/echo", upstream.address)
+    ]

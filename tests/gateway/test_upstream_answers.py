@@ -74,7 +74,7 @@ def open_the_breaker_then_wait(url: str) -> None:
 BREAKER = {"circuit_breaker": {"failure_threshold": 1, "open_seconds": 0.3}}
 
 
-def test_bodyless_answers_keep_their_content_length_and_the_connection_goes_on(tmp_path: Path) -> None:
+def test_a_304_keeps_its_content_length_a_204_loses_it_and_the_connection_goes_on(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     replies = {b"/fail": FAIL, b"/cl304": CL304, b"/cl204": CL204}
     with (
@@ -93,7 +93,8 @@ def test_bodyless_answers_keep_their_content_length_and_the_connection_goes_on(t
         head304, head204, head200, body = answer.split(b"\r\n\r\n")
         assert head304.startswith(b"HTTP/1.1 304 ") and b"\r\ncontent-length: 1000" in head304.lower()
         assert b'etag: "v1"' in head304.lower()
-        assert head204.startswith(b"HTTP/1.1 204 ") and b"\r\ncontent-length: 7" in head204.lower()
+        # RFC 9110 8.6: a server never sends Content-Length in a 204 (a 304 may keep it).
+        assert head204.startswith(b"HTTP/1.1 204 ") and b"content-length" not in head204.lower()
         assert head200.startswith(b"HTTP/1.1 200 ") and body == b"ok"
         assert request(gw.url, "GET", "/again").status == 200  # the probe closed the breaker
         m = scrape(gw.admin_url)
@@ -140,6 +141,71 @@ def test_an_exception_from_send_is_recorded_and_gives_the_probe_slot_back(
     probe = [e for e in events(log) if e.path == "/cl304"]
     assert [(e.status, e.error, e.outcome) for e in probe] == [(304, "internal_error", "failure")]
     assert "Response content shorter than Content-Length" in caplog.text  # the bug is in the log
+
+
+def test_a_body_in_a_coding_other_than_chunked_is_forwarded_with_its_label_until_the_close(
+    tmp_path: Path,
+) -> None:
+    # RFC 9112 6.3: a Transfer-Encoding that does not end in chunked means the body runs until
+    # the connection closes. It used to be taken for chunked: "transfer-encoding: chunked", no
+    # final chunk and upstream_truncated for a complete response, the gzip label gone.
+    log = tmp_path / "access.log"
+    replies = {
+        b"/gzip": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPPEDBYTES", True),
+        # Chunked last: llhttp undoes the framing, gzip is still on the bytes.
+        b"/gzip-chunked": (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: Chunked\r\n\r\n"
+            b"5\r\nGZIPP\r\n7\r\nEDBYTES\r\n0\r\n\r\n",
+            False,
+        ),
+    }
+
+    def respond(head: bytes) -> tuple[bytes, bool]:
+        return replies.get(request_path(head), (OK, False))
+
+    with (
+        scripted_server(respond) as port,
+        gateway_thread(make_config(route(port, **BREAKER), telemetry=logged(log))) as gw,
+    ):
+        for path in (b"/gzip", b"/gzip-chunked"):
+            with socket.create_connection(host_port(gw.url), timeout=10) as s:
+                s.sendall(b"GET %b HTTP/1.1\r\nHost: t\r\n\r\n" % path)
+                head, _, body = read_until_closed(s).partition(b"\r\n\r\n")
+            lines = head.lower().split(b"\r\n")
+            assert lines[0].startswith(b"http/1.1 200 ") and b"connection: close" in lines, path
+            assert [line for line in lines if line.startswith(b"transfer-encoding")] == [
+                b"transfer-encoding: gzip"
+            ]
+            assert b"content-length" not in head.lower() and body == b"GZIPPEDBYTES"
+        # No failure counted: with failure_threshold 1 the breaker would refuse this one.
+        assert request(gw.url, "GET", "/after").status == 200
+        # The chunked answer left its upstream connection reusable for /after.
+        assert gw.gateway.routes[0].backends[0].pool.opened == 2
+    got = [(e.path, e.status, e.error, e.response_bytes) for e in events(log)]
+    assert got == [("/gzip", 200, None, 12), ("/gzip-chunked", 200, None, 12), ("/after", 200, None, 2)]
+
+
+def test_a_coded_body_that_cannot_be_forwarded_is_a_502_upstream_protocol(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    coded = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    # Chunked twice (RFC 9112 7 forbids it): after llhttp's one pass the bytes are still framed.
+    twice = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    with (
+        scripted_server(by_path({b"/coded": coded, b"/twice": twice})) as port,
+        gateway_thread(make_config(route(port), telemetry=logged(log))) as gw,
+    ):
+        # HTTP/1.0 may not be sent a Transfer-Encoding (RFC 9112 6.1), and without one it would
+        # take the gzip bytes for the content.
+        with socket.create_connection(host_port(gw.url), timeout=10) as s:
+            s.sendall(b"GET /coded HTTP/1.0\r\n\r\n")
+            head, _, body = read_until_closed(s).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 502 ") and b'"error":"upstream_protocol"' in body
+        r = request(gw.url, "GET", "/twice")
+        assert (r.status, r.json()["error"]) == (502, "upstream_protocol")
+    assert [(e.path, e.status, e.error) for e in events(log)] == [
+        ("/coded", 502, "upstream_protocol"),
+        ("/twice", 502, "upstream_protocol"),
+    ]
 
 
 def test_trailer_fields_never_become_response_headers() -> None:
@@ -307,3 +373,16 @@ def test_an_upstream_that_answers_before_the_body_is_sent_never_gets_its_connect
 def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
     lines = head.split(b"\r\n")[1:]
     return [(k.strip().lower(), v.strip()) for k, _, v in (line.partition(b":") for line in lines)]
+
+
+def test_a_refusal_records_the_bytes_of_its_answer(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    with (
+        scripted_server(by_path({})) as port,
+        gateway_thread(make_config(route(port), telemetry=logged(log))) as gw,
+        socket.create_connection(host_port(gw.url), timeout=10) as s,
+    ):
+        s.sendall(b"GET /two HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        body = read_until_closed(s).partition(b"\r\n\r\n")[2]
+    (event,) = events(log)
+    assert (event.status, event.response_bytes) == (400, len(body))

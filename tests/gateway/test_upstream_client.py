@@ -101,6 +101,44 @@ async def test_body_delimited_by_close() -> None:
         assert resp.body == b"until the end"
 
 
+# The body on the wire below: chunk framing, which llhttp undoes only for a final chunked.
+_FRAMED = b"3\r\nabc\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("codings", "body", "forwarded"),
+    [
+        (b"chunked", b"abc", None),
+        (b"Chunked ", b"abc", None),
+        (b"gzip", _FRAMED, b"gzip"),  # not chunked last: delimited by the close
+        (b"gzip, chunked", b"abc", b"gzip"),
+        (b"gzip\r\nTransfer-Encoding: chunked", b"abc", b"gzip"),  # one list, in two fields
+        (b"x-a;q=1 , ,\tgzip,chunked", b"abc", b"x-a;q=1, gzip"),
+        # "chunked" other than last: its framing would stay in bytes nobody can tell apart.
+        (b"chunked\r\nTransfer-Encoding: gzip", None, None),
+        (b"chunked, chunked", None, None),  # applied twice; llhttp undoes one
+        (b"chunked\t", None, None),  # llhttp takes a trailing tab as not chunked
+    ],
+)
+async def test_a_body_is_framed_by_its_final_coding_and_keeps_the_others(
+    codings: bytes, body: bytes | None, forwarded: bytes | None
+) -> None:
+    async def handler(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: %b\r\n\r\n%b" % (codings, _FRAMED))
+        await writer.drain()  # then closed by raw_server, which ends a close-delimited body
+
+    async with raw_server(handler) as srv:
+        client = UpstreamClient()
+        if body is None:
+            with pytest.raises(ProtocolError):
+                await client.fetch("GET", srv.url, timeout=5)
+            return
+        resp = await client.fetch("GET", srv.url, timeout=5)
+        assert resp.body == body
+        assert [v for n, v in resp.headers if n == b"transfer-encoding"] == ([forwarded] if forwarded else [])
+
+
 async def _first_answers_then_dies(
     index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
