@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gatewatch.events import AccessEvent
+from sidecar_gateway.config import GatewayConfig
 from tests.gateway.gateway_thread import gateway_thread, make_config
 from tests.gateway.helpers import garbage_server, host_port, request, sample, scrape
 from tests.gateway.upstream_server import RunningUpstream, pattern_bytes
@@ -337,21 +338,30 @@ def test_upstream_stalling_mid_body_hits_the_idle_timeout(tmp_path: Path) -> Non
     )
 
 
+def logged_config(upstream: RunningUpstream, log: Path) -> GatewayConfig:
+    """One route to ``upstream``, with the ECS access log written to ``log``."""
+    return make_config(
+        one_route(upstream.address), telemetry={"access_log": {"enabled": True, "path": str(log)}}
+    )
+
+
+def wait_until_idle(gw: Any, timeout: float = 20.0) -> None:
+    """Until the gateway has no request in flight (its last records are then written)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and gw.call(lambda: gw.gateway.app.in_flight) > 0:
+        time.sleep(0.02)
+
+
 def test_client_going_away_mid_download_is_recorded_and_upstream_connection_dropped(
     upstream: RunningUpstream, tmp_path: Path
 ) -> None:
     log = tmp_path / "access.log"
-    cfg = make_config(
-        one_route(upstream.address), telemetry={"access_log": {"enabled": True, "path": str(log)}}
-    )
-    with gateway_thread(cfg) as gw:
+    with gateway_thread(logged_config(upstream, log)) as gw:
         sock = socket.create_connection(host_port(gw.url))
         sock.sendall(b"GET /bytes?n=200000000&chunked=1 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
         sock.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and gw.call(lambda: gw.gateway.app.in_flight) > 0:
-            time.sleep(0.02)
+        wait_until_idle(gw)
         assert gw.call(lambda: gw.gateway.app.in_flight) == 0
         assert gw.gateway.routes[0].backends[0].pool.idle_count == 0  # a half-read response is not reusable
     (event,) = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
@@ -363,17 +373,12 @@ def test_client_gone_before_the_response_head_is_recorded_as_a_disconnect_not_a_
     upstream: RunningUpstream, tmp_path: Path
 ) -> None:
     log = tmp_path / "access.log"
-    cfg = make_config(
-        one_route(upstream.address), telemetry={"access_log": {"enabled": True, "path": str(log)}}
-    )
-    with gateway_thread(cfg) as gw:
+    with gateway_thread(logged_config(upstream, log)) as gw:
         sock = socket.create_connection(host_port(gw.url))
         sock.sendall(b"GET /slow?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.2)
         sock.close()  # gone while the upstream still thinks
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and gw.call(lambda: gw.gateway.app.in_flight) > 0:
-            time.sleep(0.02)
+        wait_until_idle(gw)
         metrics = scrape(gw.admin_url)
     (event,) = [AccessEvent.model_validate_json(x) for x in log.read_bytes().splitlines()]
     assert (event.status, event.error, event.response_bytes) == (499, "client_disconnect", 0)
@@ -495,10 +500,7 @@ def test_host_values_are_checked_and_an_absolute_form_authority_goes_upstream(
     upstream: RunningUpstream, tmp_path: Path
 ) -> None:
     log = tmp_path / "access.log"
-    cfg = make_config(
-        one_route(upstream.address), telemetry={"access_log": {"enabled": True, "path": str(log)}}
-    )
-    with gateway_thread(cfg) as gw:
+    with gateway_thread(logged_config(upstream, log)) as gw:
         for host in (b"a,b", b"a b", b"a/b", b"[::1"):
             answer = _raw_exchange(gw.url, b"GET /echo HTTP/1.1\r\nHost: %b\r\n\r\n" % host)
             head, _, body = answer.partition(b"\r\n\r\n")
