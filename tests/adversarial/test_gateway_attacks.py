@@ -24,6 +24,7 @@ from tests.adversarial.stack import (
     write_collector_config,
     write_gateway_config,
 )
+from tests.gateway.helpers import read_until_closed
 
 pytestmark = pytest.mark.integration
 
@@ -48,10 +49,7 @@ def exchange(port: int, data: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
         with contextlib.suppress(OSError):  # the server may answer and close before reading it all
             s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-        return out
+        return read_until_closed(s)
 
 
 def test_an_oversized_request_head_is_refused_by_the_gateway(ports: Ports) -> None:

@@ -133,6 +133,14 @@ def scripted_server(respond: Callable[[bytes], tuple[bytes, bool]]) -> Iterator[
         yield port
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes the connection."""
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
 def request_path(head: bytes) -> bytes:
     """The request target of a raw request head."""
     return head.split(b" ", 2)[1]

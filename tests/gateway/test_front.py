@@ -20,6 +20,7 @@ import uvicorn
 import uvloop
 
 from sidecar_gateway.front import REFUSED, UNPARSED_METHOD, FrontProtocol, RefusedHead, front_protocol
+from tests.gateway.helpers import read_until_closed
 from tests.support.procs import free_port
 
 # The last request message the app received, by path (to see what a refusal told the app).
@@ -113,13 +114,6 @@ def _connect(port: int) -> socket.socket:
     return s
 
 
-def _read_until_closed(s: socket.socket) -> bytes:
-    out = b""
-    while chunk := s.recv(65536):
-        out += chunk
-    return out
-
-
 def _read_exact_responses(s: socket.socket, n: int) -> list[bytes]:
     """n responses that all carry Content-Length."""
     buf = b""
@@ -171,14 +165,14 @@ def test_http_10_closes_and_head_has_no_body() -> None:
     with front_server() as port:
         with _connect(port) as s:
             s.sendall(b"GET /old HTTP/1.0\r\n\r\n")
-            resp = _read_until_closed(s)
+            resp = read_until_closed(s)
         assert resp.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\nconnection: close\r\n\r\n")
         with _connect(port) as s:
             s.sendall(
                 b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n"
                 b"GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
             )
-            resp = _read_until_closed(s)
+            resp = read_until_closed(s)
         head_resp, rest = resp.split(b"\r\n\r\n", 1)
         assert head_resp.startswith(b"HTTP/1.1 200 OK") and b"content-length: 16" in head_resp
         assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b"GET /after q= len=0")
@@ -187,7 +181,7 @@ def test_http_10_closes_and_head_has_no_body() -> None:
 def test_streamed_response_is_chunked() -> None:
     with front_server() as port, _connect(port) as s:
         s.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        resp = _read_until_closed(s)
+        resp = read_until_closed(s)
     assert resp == (
         b"HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
         b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"
@@ -198,13 +192,13 @@ def test_a_body_in_another_transfer_coding_keeps_its_label_and_ends_with_the_con
     with front_server() as port:
         with _connect(port) as s:
             s.sendall(b"GET /coded HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n")
-            resp = _read_until_closed(s)
+            resp = read_until_closed(s)
         # No chunked framing added, so the close ends the body; the pipelined request is not
         # answered (the client retries it on a new connection).
         assert resp == b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\nconnection: close\r\n\r\nonetwo"
         with _connect(port) as s:
             s.sendall(b"GET /coded HTTP/1.0\r\n\r\n")
-            resp = _read_until_closed(s)
+            resp = read_until_closed(s)
         # Never a Transfer-Encoding to HTTP/1.0 (RFC 9112 6.1): the app is refused the start.
         assert resp.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
 
@@ -227,10 +221,10 @@ def test_garbage_gets_400_app_failure_gets_500_refused_head_lets_the_app_answer(
     with front_server() as port:
         with _connect(port) as s:
             s.sendall(b"NOT HTTP\r\n\r\n")
-            assert _read_until_closed(s).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+            assert read_until_closed(s).startswith(b"HTTP/1.1 400 Bad Request\r\n")
         with _connect(port) as s:
             s.sendall(b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")
-            resp = _read_until_closed(s)
+            resp = read_until_closed(s)
             assert resp.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
             assert resp.endswith(b"\r\n\r\nInternal Server Error")
         with _connect(port) as s:
@@ -323,7 +317,7 @@ def test_every_refusal_is_recorded_through_the_hook_and_answered_with_json() -> 
         ):
             with _connect(port) as s:
                 s.sendall(bad)
-                answers.append(_read_until_closed(s))
+                answers.append(read_until_closed(s))
     for i, answer in enumerate(answers, 1):
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
@@ -355,7 +349,7 @@ def test_a_refusal_is_answered_after_the_responses_pipelined_before_it() -> None
         s.sendall(
             b"GET /sleep HTTP/1.1\r\nHost: t\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\nGARBAGE\r\n\r\n"
         )
-        answer = _read_until_closed(s)
+        answer = read_until_closed(s)
     first, rest = answer.split(b"GET /sleep q= len=0", 1)
     assert first.startswith(b"HTTP/1.1 200 OK\r\n")
     second, third = rest.split(b"GET /second q= len=0", 1)
@@ -377,10 +371,10 @@ def test_missing_or_duplicate_host_is_refused_before_the_app() -> None:
         ):
             with _connect(port) as s:
                 s.sendall(request)
-                answers.append(_read_until_closed(s))
+                answers.append(read_until_closed(s))
         with _connect(port) as s:  # HTTP/1.0 needs no Host
             s.sendall(b"GET /old HTTP/1.0\r\n\r\n")
-            assert _read_until_closed(s).endswith(b"GET /old q= len=0")
+            assert read_until_closed(s).endswith(b"GET /old q= len=0")
     errors = []
     for answer in answers:
         head, _, body = answer.partition(b"\r\n\r\n")
@@ -408,7 +402,7 @@ def test_transfer_codings_other_than_plain_chunked_are_refused() -> None:
         ):
             with _connect(port) as s:
                 s.sendall(b"POST /te HTTP/1.1\r\nHost: t\r\n" + codings + chunked_body)
-                answers.append(_read_until_closed(s))
+                answers.append(read_until_closed(s))
         with _connect(port) as s:
             s.sendall(b"POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked" + chunked_body)
             (plain,) = _read_exact_responses(s, 1)
@@ -450,7 +444,7 @@ def test_a_trailer_section_longer_than_the_head_limit_is_refused() -> None:
             for _ in range(32):  # 2 MiB, far beyond the 64 KiB limit
                 s.sendall(b"a" * 65536)
                 threading.Event().wait(0.005)  # separate reads, as from a slow client
-        answer = _read_until_closed(s)
+        answer = read_until_closed(s)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 ")
     assert json.loads(body) == {"error": "request_trailers_too_large", "request_id": "r1"}
@@ -465,7 +459,7 @@ def _trailer_refusal(port: int, parts: list[bytes]) -> bytes:
                 threading.Event().wait(0.1)  # a separate read
             with contextlib.suppress(OSError):
                 s.sendall(part)
-        return _read_until_closed(s)
+        return read_until_closed(s)
 
 
 def test_a_trailer_section_over_the_head_limit_is_refused_however_it_arrives() -> None:
@@ -502,11 +496,11 @@ def test_an_invalid_host_is_refused_before_the_app() -> None:
         for host in bad:
             with _connect(port) as s:
                 s.sendall(b"GET /bad-host HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
-                answers.append(_read_until_closed(s))
+                answers.append(read_until_closed(s))
         for host in good:
             with _connect(port) as s:
                 s.sendall(b"GET /headers HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
-                got = json.loads(_read_until_closed(s).partition(b"\r\n\r\n")[2])
+                got = json.loads(read_until_closed(s).partition(b"\r\n\r\n")[2])
             assert got[0] == ["host", host.decode()]
     for host, answer in zip(bad, answers, strict=True):
         head, _, body = answer.partition(b"\r\n\r\n")
@@ -535,7 +529,7 @@ def test_an_absolute_form_target_wins_over_the_host_field() -> None:
         ):
             with _connect(port) as s:
                 s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: good\r\nConnection: close\r\n\r\n")
-                refused.append(json.loads(_read_until_closed(s).partition(b"\r\n\r\n")[2])["error"])
+                refused.append(json.loads(read_until_closed(s).partition(b"\r\n\r\n")[2])["error"])
     assert json.loads(first.partition(b"\r\n\r\n")[2]) == [["host", "evil.example"], ["accept", "*/*"]]
     assert second.endswith(b"GET / q=q=1 len=0")  # an empty path is "/" (RFC 9112 3.3)
     # (llhttp's URL parser refuses "http:///h" itself, and most bad authorities.)
@@ -558,7 +552,7 @@ def test_a_refusal_tells_the_hook_the_body_its_answer_carries() -> None:
         for data in requests:
             with _connect(port) as s:
                 s.sendall(data)
-                answers.append(_read_until_closed(s))
+                answers.append(read_until_closed(s))
     for i, (refused, answer) in enumerate(zip(seen, answers, strict=True), 1):
         body = answer.partition(b"\r\n\r\n")[2]
         assert refused.answer_body(b"r%d" % i) == body

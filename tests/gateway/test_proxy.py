@@ -17,7 +17,7 @@ import pytest
 from gatewatch.events import AccessEvent
 from sidecar_gateway.config import GatewayConfig
 from tests.gateway.gateway_thread import gateway_thread, make_config
-from tests.gateway.helpers import garbage_server, host_port, request, sample, scrape
+from tests.gateway.helpers import garbage_server, host_port, read_until_closed, request, sample, scrape
 from tests.gateway.upstream_server import RunningUpstream, pattern_bytes
 from tests.support.procs import free_port
 
@@ -419,10 +419,7 @@ def _raw_exchange(url: str, data: bytes) -> bytes:
     """Send raw bytes on a fresh connection and read until the gateway closes it."""
     with socket.create_connection(host_port(url), timeout=15) as s:
         s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-        return out
+        return read_until_closed(s)
 
 
 def test_request_trailers_are_not_forwarded_as_headers(upstream: RunningUpstream) -> None:

@@ -21,6 +21,7 @@ from sidecar_gateway.server import CUT_OFF_GRACE, Gateway, _uvicorn_server
 from tests.gateway.gateway_thread import gateway_thread, make_config
 from tests.gateway.helpers import (
     host_port,
+    read_until_closed,
     request,
     request_path,
     sample,
@@ -55,13 +56,6 @@ def by_path(replies: dict[bytes, bytes]) -> Any:
         return replies.get(request_path(head), OK), False
 
     return respond
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    out = b""
-    while chunk := sock.recv(65536):
-        out += chunk
-    return out
 
 
 def open_the_breaker_then_wait(url: str) -> None:
